@@ -1,0 +1,127 @@
+/*
+ * The contract between ociruntime's Python side (which decides) and this C
+ * helper (which does). Python fills a `struct oci_plan` through cffi; C only
+ * reads it. Every string is NUL-terminated, every array carries its length,
+ * every pointer stays owned and kept alive by Python until oci_spawn() returns.
+ * After clone() the container init holds a copy-on-write snapshot of the plan
+ * and touches no Python object again: from there on, only this file's code runs.
+ *
+ * The parent side of the protocol (what the Python caller does on sync_fd) is
+ * described next to the message constants below.
+ */
+#ifndef OCI_NATIVE_H
+#define OCI_NATIVE_H
+
+/* Steps the init runs, in the order Python put them. Paths (`dst`) before
+ * OCI_STEP_PIVOT are resolved inside the rootfs, never following a symlink out
+ * of it; after it they are resolved inside the new root. */
+#define OCI_STEP_MOUNT          1  /* mount src on dst (fstype, flags, data); create dst: dir, or file if mode == S_IFREG;
+                                      a bind with extra flags is remounted; then propagation */
+#define OCI_STEP_MKNOD          2  /* mknod dst (mode incl. type, dev) + chown uid:gid; in a user
+                                      namespace: bind-mount host path src instead */
+#define OCI_STEP_SYMLINK        3  /* symlink(src, dst) unless dst exists */
+#define OCI_STEP_HOOKS          4  /* tell the parent (prestart + createRuntime run there), wait for the
+                                      state JSON, then run the plan's createContainer hooks */
+#define OCI_STEP_PIVOT          5  /* pivot_root into the rootfs (or chroot if flags != 0) */
+#define OCI_STEP_SYSCTL         6  /* write src to dst (a /proc/sys path) */
+#define OCI_STEP_READONLY       7  /* bind dst on itself and remount it read-only (missing: skipped) */
+#define OCI_STEP_MASK           8  /* cover dst: /dev/null on a file, read-only empty tmpfs on a dir */
+#define OCI_STEP_REMOUNT_ROOT   9  /* remount / with flags (read-only root) */
+#define OCI_STEP_HOSTNAME      10  /* sethostname(src) */
+#define OCI_STEP_DOMAINNAME    11  /* setdomainname(src) */
+#define OCI_STEP_PROPAGATION   12  /* mount(NULL, dst, NULL, propagation): "/" before PIVOT means the host root */
+#define OCI_STEP_BIND_ROOTFS   13  /* bind the rootfs onto itself (recursive) so pivot_root can use it */
+#define OCI_STEP_MKDIR         14  /* make dst (and its parents) a directory */
+
+struct oci_step {
+    int op;
+    const char *label;          /* the config field this step comes from, for errors: "mounts[2]" */
+    const char *src;
+    const char *dst;
+    const char *fstype;
+    const char *data;
+    unsigned long flags;        /* MS_* */
+    unsigned long propagation;  /* MS_SHARED|MS_SLAVE|MS_PRIVATE|MS_UNBINDABLE [| MS_REC], 0: leave */
+    unsigned int mode;
+    unsigned long long dev;
+    unsigned int uid, gid;
+};
+
+struct oci_hook {
+    const char *path;
+    const char *const *argv;    /* NULL-terminated */
+    const char *const *envp;    /* NULL-terminated */
+    int timeout;                /* seconds, 0: none */
+};
+
+struct oci_join {
+    const char *path;
+    int nstype;                 /* CLONE_NEW* */
+};
+
+struct oci_rlimit {
+    int resource;
+    unsigned long long soft, hard;
+};
+
+struct oci_process {
+    const char *const *argv;    /* NULL-terminated; argv[0] searched in PATH of envp if it has no '/' */
+    const char *const *envp;
+    const char *cwd;
+    unsigned int uid, gid;
+    int ngroups;                /* -1: leave supplementary groups alone */
+    const unsigned int *groups;
+    int umask;                  /* -1: leave */
+    int set_caps;               /* 0: leave all five sets alone */
+    unsigned long long cap_bounding, cap_effective, cap_permitted, cap_inheritable, cap_ambient;
+    int nrlimits;
+    const struct oci_rlimit *rlimits;
+    int no_new_privs;
+    int oom_score_adj;
+    int set_oom_score_adj;
+    int nhooks;                 /* startContainer hooks, run after start, before exec */
+    const struct oci_hook *hooks;
+};
+
+struct oci_plan {
+    int clone_flags;            /* CLONE_NEW* the init is cloned into (never CLONE_NEWCGROUP: see below) */
+    int unshare_cgroupns;       /* unshare the cgroup namespace after the parent placed us in the cgroup */
+    int unshare_timens;         /* stage 1 unshares the time namespace (clone() can't) ... */
+    const char *timens_offsets; /* ... and writes these offsets first, or NULL */
+    int njoins;                 /* namespaces joined (setns) before the clone, user namespace first */
+    const struct oci_join *joins;
+    int userns;                 /* in a new user namespace: wait for id maps, then setresuid(0) */
+    const char *rootfs;         /* absolute host path */
+    int nsteps;
+    const struct oci_step *steps;
+    int ncreate_hooks;          /* createContainer hooks (run at OCI_STEP_HOOKS) */
+    const struct oci_hook *create_hooks;
+    struct oci_process process;
+    int preserve_fds;           /* fds 3 .. 3+preserve_fds-1 stay open across exec */
+    int no_new_keyring;
+    int sync_fd;                /* child's end of the SOCK_SEQPACKET pair */
+    int start_fd;               /* read end of the start pipe: the init blocks on it while "created" */
+};
+
+/*
+ * Messages on sync_fd, one per datagram, first byte is the type.
+ *   child -> parent  'P' + decimal pid   stage 1 cloned the init (which is the caller's child)
+ *   parent -> child  'G'                 id maps written, cgroups joined: go on
+ *   child -> parent  'H'                 mounts done, before pivot: run prestart + createRuntime hooks
+ *   parent -> child  'S' + state JSON    hooks done; the JSON is the state for container hooks
+ *   child -> parent  'R'                 created: blocked on start_fd
+ *   child -> parent  'E' + message       failed; the init exits 1
+ * After 'R' the init waits for one byte on start_fd, runs the startContainer
+ * hooks and execs; if anything fails then it writes "ociruntime: <msg>" to
+ * stderr and exits 127.
+ */
+
+/* Fork stage 1, which joins namespaces and clones the init. Returns stage 1's
+ * pid (reap it) or -errno. */
+int oci_spawn(const struct oci_plan *plan);
+
+/* Run one hook from the caller's namespaces with `state` on stdin. Returns the
+ * wait status, -ETIMEDOUT after killing a hook that ran over, or -errno. */
+int oci_run_hook(const struct oci_hook *hook, const char *state, char *err, int errlen);
+
+#endif

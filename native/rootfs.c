@@ -1,0 +1,309 @@
+/* The init's filesystem steps: mounts, device nodes, links, pivot_root, and
+ * the masking that follows it. Every target is resolved inside the root. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define PROPAGATION_FLAGS (MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE)
+
+/* Flags a bind remount must keep when the kernel locked them on the source
+ * (always so in a user namespace). */
+static unsigned long locked_flags(const char *path)
+{
+    struct statvfs sv;
+    unsigned long f = 0;
+
+    if (statvfs(path, &sv) < 0)
+        return 0;
+    if (sv.f_flag & ST_NOSUID)
+        f |= MS_NOSUID;
+    if (sv.f_flag & ST_NODEV)
+        f |= MS_NODEV;
+    if (sv.f_flag & ST_NOEXEC)
+        f |= MS_NOEXEC;
+    if (sv.f_flag & ST_NOATIME)
+        f |= MS_NOATIME;
+    if (sv.f_flag & ST_NODIRATIME)
+        f |= MS_NODIRATIME;
+    if (sv.f_flag & ST_RELATIME)
+        f |= MS_RELATIME;
+    if (sv.f_flag & ST_RDONLY)
+        f |= MS_RDONLY;
+    return f;
+}
+
+static int remount_bind(const char *path, unsigned long flags)
+{
+    unsigned long base = MS_BIND | MS_REMOUNT | flags;
+    if (mount(NULL, path, NULL, base, NULL) == 0)
+        return 0;
+    if (errno != EPERM)
+        return -1;
+    return mount(NULL, path, NULL, base | (locked_flags(path) & ~MS_RDONLY), NULL);
+}
+
+static int open_target(int rootfd, const struct oci_step *s, int create)
+{
+    /* proc and sysfs are refused on a symlink (the CVE-2019-19921 class). */
+    int strict = s->fstype && (!strcmp(s->fstype, "proc") || !strcmp(s->fstype, "sysfs"));
+    int fd = oci_open_in_root(rootfd, s->dst, create, strict);
+    if (fd < 0)
+        oci_fail(1, "%s: %s", s->label, s->dst);
+    return fd;
+}
+
+static void do_mount(int rootfd, const struct oci_step *s)
+{
+    char buf[32];
+    int fd = open_target(rootfd, s, S_ISREG(s->mode) ? 2 : 1);
+    unsigned long flags = s->flags;
+
+    if (mount(s->src, oci_fdpath(fd, buf), s->fstype, flags, s->data) < 0)
+        oci_fail(1, "%s: mount %s on %s", s->label, s->src ? s->src : s->fstype, s->dst);
+    close(fd);
+    /* The fd pointed under the new mount; what follows needs the mount itself. */
+    if ((flags & MS_BIND) && (flags & ~(MS_BIND | MS_REC | MS_SILENT))) {
+        fd = open_target(rootfd, s, 0);
+        if (remount_bind(oci_fdpath(fd, buf), flags & ~(MS_BIND | MS_REC | MS_REMOUNT)) < 0)
+            oci_fail(1, "%s: remount %s", s->label, s->dst);
+        close(fd);
+    }
+    if (s->propagation) {
+        fd = open_target(rootfd, s, 0);
+        if (mount(NULL, oci_fdpath(fd, buf), NULL, s->propagation, NULL) < 0)
+            oci_fail(1, "%s: set propagation of %s", s->label, s->dst);
+        close(fd);
+    }
+}
+
+static void do_mknod(int rootfd, const struct oci_step *s, int userns)
+{
+    char buf[32];
+    int fd;
+
+    if (userns) {
+        /* mknod is not allowed in a user namespace: bind the host's node. */
+        struct oci_step bind = *s;
+        bind.fstype = NULL;
+        bind.flags = MS_BIND;
+        bind.mode = S_IFREG;
+        bind.propagation = 0;
+        do_mount(rootfd, &bind);
+        return;
+    }
+    {
+        /* Make the parent directory, then the node in it. */
+        char parent[4096];
+        const char *slash = strrchr(s->dst, '/');
+        int pfd;
+        size_t n = slash ? (size_t)(slash - s->dst) : 0;
+
+        if (n >= sizeof(parent))
+            oci_fail(0, "%s: path too long", s->label);
+        memcpy(parent, s->dst, n);
+        parent[n] = '\0';
+        pfd = oci_open_in_root(rootfd, n ? parent : "/", 1, 0);
+        if (pfd < 0)
+            oci_fail(1, "%s: %s", s->label, n ? parent : "/");
+        if (mknodat(pfd, slash ? slash + 1 : s->dst, s->mode, s->dev) < 0 && errno != EEXIST)
+            oci_fail(1, "%s: mknod %s", s->label, s->dst);
+        close(pfd);
+    }
+    fd = open_target(rootfd, s, 0);
+    if (fchownat(fd, "", s->uid, s->gid, AT_EMPTY_PATH) < 0)
+        oci_fail(1, "%s: chown %s", s->label, s->dst);
+    (void)buf;
+    close(fd);
+}
+
+static void do_symlink(int rootfd, const struct oci_step *s)
+{
+    char parent[4096];
+    const char *slash = strrchr(s->dst, '/');
+    size_t n = slash ? (size_t)(slash - s->dst) : 0;
+    int pfd;
+
+    if (n >= sizeof(parent))
+        oci_fail(0, "%s: path too long", s->label);
+    memcpy(parent, s->dst, n);
+    parent[n] = '\0';
+    pfd = oci_open_in_root(rootfd, n ? parent : "/", 1, 0);
+    if (pfd < 0)
+        oci_fail(1, "%s: %s", s->label, n ? parent : "/");
+    if (symlinkat(s->src, pfd, slash ? slash + 1 : s->dst) < 0 && errno != EEXIST)
+        oci_fail(1, "%s: symlink %s -> %s", s->label, s->dst, s->src);
+    close(pfd);
+}
+
+static void do_pivot(const char *rootfs, int chroot_only)
+{
+    int oldroot, newroot;
+
+    if (chroot_only) {
+        if (chdir(rootfs) < 0 || mount(rootfs, "/", NULL, MS_MOVE, NULL) < 0 || chroot(".") < 0 || chdir("/") < 0)
+            oci_fail(1, "root.path: move %s to / and chroot", rootfs);
+        return;
+    }
+    oldroot = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+    newroot = open(rootfs, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+    if (oldroot < 0 || newroot < 0)
+        oci_fail(1, "root.path: open %s", rootfs);
+    /* pivot_root(".", ".") stacks the old root under the new one; detach it. */
+    if (fchdir(newroot) < 0 || syscall(SYS_pivot_root, ".", ".") < 0)
+        oci_fail(1, "root.path: pivot_root into %s", rootfs);
+    if (fchdir(oldroot) < 0 || mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0 ||
+        umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
+        oci_fail(1, "root.path: detach the old root");
+    close(oldroot);
+    close(newroot);
+}
+
+static int open_existing(int rootfd, const struct oci_step *s)
+{
+    int fd = oci_open_in_root(rootfd, s->dst, 0, 0);
+    if (fd < 0 && errno != ENOENT)
+        oci_fail(1, "%s: %s", s->label, s->dst);
+    return fd;
+}
+
+static void do_readonly(int rootfd, const struct oci_step *s)
+{
+    char buf[32];
+    int fd = open_existing(rootfd, s);
+
+    if (fd < 0)
+        return;
+    if (mount(oci_fdpath(fd, buf), oci_fdpath(fd, buf), NULL, MS_BIND | MS_REC, NULL) < 0)
+        oci_fail(1, "%s: bind %s", s->label, s->dst);
+    close(fd);
+    fd = open_existing(rootfd, s);
+    if (fd < 0 || remount_bind(oci_fdpath(fd, buf), MS_RDONLY) < 0)
+        oci_fail(1, "%s: remount %s read-only", s->label, s->dst);
+    close(fd);
+}
+
+static void do_mask(int rootfd, const struct oci_step *s)
+{
+    char buf[32], nbuf[32];
+    struct stat st;
+    int fd = open_existing(rootfd, s), nullfd;
+
+    if (fd < 0)
+        return;
+    if (fstat(fd, &st) < 0)
+        oci_fail(1, "%s: stat %s", s->label, s->dst);
+    if (S_ISDIR(st.st_mode)) {
+        if (mount("tmpfs", oci_fdpath(fd, buf), "tmpfs", MS_RDONLY, NULL) < 0)
+            oci_fail(1, "%s: mask %s", s->label, s->dst);
+    } else {
+        /* Only a real /dev/null may cover a file (the CVE-2025-31133 class). */
+        nullfd = oci_open_in_root(rootfd, "/dev/null", 0, 1);
+        if (nullfd < 0 || fstat(nullfd, &st) < 0 || !S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3))
+            oci_fail(0, "%s: /dev/null in the container is not the null device", s->label);
+        if (mount(oci_fdpath(nullfd, nbuf), oci_fdpath(fd, buf), NULL, MS_BIND, NULL) < 0)
+            oci_fail(1, "%s: mask %s", s->label, s->dst);
+        close(nullfd);
+    }
+    close(fd);
+}
+
+static void write_file(int rootfd, const struct oci_step *s)
+{
+    struct open_how how = {
+        .flags = O_WRONLY | O_CLOEXEC | O_TRUNC,
+        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS,
+    };
+    int fd = syscall(SYS_openat2, rootfd, s->dst, &how, sizeof(how));
+    size_t len = strlen(s->src);
+
+    if (fd < 0 || write(fd, s->src, len) != (ssize_t)len)
+        oci_fail(1, "%s: write %s", s->label, s->dst);
+    close(fd);
+}
+
+void oci_run_steps(const struct oci_plan *plan, void (*hooks_point)(const struct oci_plan *))
+{
+    int rootfd = open(plan->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC), i;
+
+    if (rootfd < 0)
+        oci_fail(1, "root.path: %s", plan->rootfs);
+    for (i = 0; i < plan->nsteps; i++) {
+        const struct oci_step *s = &plan->steps[i];
+
+        switch (s->op) {
+        case OCI_STEP_PROPAGATION:
+            if (mount(NULL, s->dst, NULL, s->propagation, NULL) < 0)
+                oci_fail(1, "%s: set propagation of %s", s->label, s->dst);
+            break;
+        case OCI_STEP_BIND_ROOTFS:
+            if (mount(plan->rootfs, plan->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
+                oci_fail(1, "root.path: bind %s", plan->rootfs);
+            close(rootfd);
+            rootfd = open(plan->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+            if (rootfd < 0)
+                oci_fail(1, "root.path: %s", plan->rootfs);
+            break;
+        case OCI_STEP_MOUNT:
+            do_mount(rootfd, s);
+            break;
+        case OCI_STEP_MKNOD:
+            do_mknod(rootfd, s, plan->userns);
+            break;
+        case OCI_STEP_SYMLINK:
+            do_symlink(rootfd, s);
+            break;
+        case OCI_STEP_MKDIR: {
+            int fd = oci_open_in_root(rootfd, s->dst, 1, 0);
+            if (fd < 0)
+                oci_fail(1, "%s: %s", s->label, s->dst);
+            close(fd);
+            break;
+        }
+        case OCI_STEP_HOOKS:
+            hooks_point(plan);
+            break;
+        case OCI_STEP_PIVOT:
+            close(rootfd);
+            do_pivot(plan->rootfs, s->flags != 0);
+            rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+            if (rootfd < 0)
+                oci_fail(1, "open the new root");
+            break;
+        case OCI_STEP_SYSCTL:
+            write_file(rootfd, s);
+            break;
+        case OCI_STEP_READONLY:
+            do_readonly(rootfd, s);
+            break;
+        case OCI_STEP_MASK:
+            do_mask(rootfd, s);
+            break;
+        case OCI_STEP_REMOUNT_ROOT:
+            if (remount_bind("/", s->flags) < 0)
+                oci_fail(1, "%s: remount /", s->label);
+            break;
+        case OCI_STEP_HOSTNAME:
+            if (sethostname(s->src, strlen(s->src)) < 0)
+                oci_fail(1, "%s: sethostname %s", s->label, s->src);
+            break;
+        case OCI_STEP_DOMAINNAME:
+            if (setdomainname(s->src, strlen(s->src)) < 0)
+                oci_fail(1, "%s: setdomainname %s", s->label, s->src);
+            break;
+        default:
+            oci_fail(0, "unknown plan step %d", s->op);
+        }
+    }
+    close(rootfd);
+}

@@ -1,0 +1,320 @@
+/* Stage 1 (joins namespaces, clones the init) and the init itself, from the
+ * clone to the exec of the user's program. See oci_native.h for the protocol. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+static char state_json[65536];
+
+static pid_t raw_clone(unsigned long flags)
+{
+    /* fork semantics (child continues on a copy of this stack) with namespace flags */
+    return syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, 0);
+}
+
+/* Receive one message of the expected type from the parent. */
+static void expect(int fd, char type)
+{
+    ssize_t n = recv(fd, state_json, sizeof(state_json) - 1, 0);
+
+    if (n <= 0) {
+        oci_report_fd = -1; /* the parent is gone: nobody to report to */
+        _exit(1);
+    }
+    state_json[n] = '\0';
+    if (state_json[0] != type)
+        oci_fail(0, "protocol: expected '%c', got '%c'", type, state_json[0]);
+}
+
+static void tell(int fd, char type)
+{
+    if (send(fd, &type, 1, MSG_NOSIGNAL) != 1)
+        _exit(1);
+}
+
+static void hooks_point(const struct oci_plan *plan)
+{
+    char err[512];
+    int i, rc;
+
+    tell(plan->sync_fd, 'H');
+    expect(plan->sync_fd, 'S');
+    for (i = 0; i < plan->ncreate_hooks; i++) {
+        rc = oci_run_hook(&plan->create_hooks[i], state_json + 1, err, sizeof(err));
+        if (rc != 0)
+            oci_fail(0, "hooks.createContainer[%d]: %s", i, err);
+    }
+}
+
+static int last_cap(void)
+{
+    int cap = CAP_LAST_CAP;
+    while (prctl(PR_CAPBSET_READ, cap + 1, 0, 0, 0) >= 0)
+        cap++;
+    while (cap > 0 && prctl(PR_CAPBSET_READ, cap, 0, 0, 0) < 0)
+        cap--;
+    return cap;
+}
+
+static void set_caps(const struct oci_process *p, int last)
+{
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    int cap;
+
+    memset(data, 0, sizeof(data));
+    data[0].effective = (unsigned int)p->cap_effective;
+    data[1].effective = (unsigned int)(p->cap_effective >> 32);
+    data[0].permitted = (unsigned int)p->cap_permitted;
+    data[1].permitted = (unsigned int)(p->cap_permitted >> 32);
+    data[0].inheritable = (unsigned int)p->cap_inheritable;
+    data[1].inheritable = (unsigned int)(p->cap_inheritable >> 32);
+    if (syscall(SYS_capset, &hdr, data) < 0)
+        oci_fail(1, "process.capabilities: capset");
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        oci_fail(1, "process.capabilities.ambient: clear");
+    for (cap = 0; cap <= last; cap++)
+        if ((p->cap_ambient >> cap) & 1)
+            if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+                oci_fail(1, "process.capabilities.ambient: raise capability %d", cap);
+}
+
+/* Everything between the filesystem and the exec: limits, identity, caps. */
+static void finalize_process(const struct oci_plan *plan)
+{
+    const struct oci_process *p = &plan->process;
+    int i, last = last_cap();
+
+    for (i = 0; i < p->nrlimits; i++) {
+        struct rlimit rl = {p->rlimits[i].soft, p->rlimits[i].hard};
+        if (setrlimit(p->rlimits[i].resource, &rl) < 0)
+            oci_fail(1, "process.rlimits[%d]: setrlimit(%d, soft=%llu, hard=%llu)", i,
+                     p->rlimits[i].resource, p->rlimits[i].soft, p->rlimits[i].hard);
+    }
+    if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        oci_fail(1, "process.noNewPrivileges");
+    /* Only the fds the caller asked to preserve cross the exec. */
+    for (i = 3; i < 3 + plan->preserve_fds; i++) {
+        int fl = fcntl(i, F_GETFD);
+        if (fl >= 0)
+            fcntl(i, F_SETFD, fl & ~FD_CLOEXEC);
+    }
+    if (syscall(SYS_close_range, 3 + plan->preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+        oci_fail(1, "close_range");
+    if (p->set_caps) {
+        for (i = 0; i <= last; i++)
+            if (!((p->cap_bounding >> i) & 1) && prctl(PR_CAPBSET_DROP, i, 0, 0, 0) < 0)
+                oci_fail(1, "process.capabilities.bounding: drop capability %d", i);
+        if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+            oci_fail(1, "prctl(PR_SET_KEEPCAPS)");
+    }
+    if (p->ngroups >= 0 && setgroups(p->ngroups, (const gid_t *)p->groups) < 0)
+        oci_fail(1, "process.user.additionalGids: setgroups");
+    if (setresgid(p->gid, p->gid, p->gid) < 0)
+        oci_fail(1, "process.user.gid: setresgid(%u)", p->gid);
+    if (setresuid(p->uid, p->uid, p->uid) < 0)
+        oci_fail(1, "process.user.uid: setresuid(%u)", p->uid);
+    if (p->set_caps) {
+        prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+        set_caps(p, last);
+    }
+    if (p->umask >= 0)
+        umask(p->umask);
+    if (chdir(p->cwd) < 0)
+        oci_fail(1, "process.cwd: chdir %s", p->cwd);
+}
+
+static const char *env_path(const char *const *envp)
+{
+    for (; envp && *envp; envp++)
+        if (!strncmp(*envp, "PATH=", 5))
+            return *envp + 5;
+    return "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+}
+
+/* execvpe's search, done before "created" so a missing program fails create. */
+static const char *find_program(const struct oci_process *p, char *buf, size_t len)
+{
+    const char *name = p->argv[0], *dirs = env_path(p->envp);
+    struct stat st;
+
+    if (strchr(name, '/')) {
+        if (access(name, X_OK) < 0)
+            oci_fail(1, "process.args[0]: %s", name);
+        return name;
+    }
+    while (*dirs) {
+        const char *end = strchrnul(dirs, ':');
+        int n = snprintf(buf, len, "%.*s/%s", (int)(end - dirs), dirs, name);
+        if (n > 0 && (size_t)n < len && stat(buf, &st) == 0 && S_ISREG(st.st_mode) && access(buf, X_OK) == 0)
+            return buf;
+        dirs = *end ? end + 1 : end;
+    }
+    oci_fail(0, "process.args[0]: executable file %s not found in $PATH", name);
+}
+
+static void run_init(const struct oci_plan *plan)
+{
+    const struct oci_process *p = &plan->process;
+    char program[4096], err[512], c;
+    const char *path;
+    mode_t saved_umask;
+    int i, rc;
+
+    oci_report_fd = plan->sync_fd;
+    expect(plan->sync_fd, 'G');
+    if (plan->userns && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
+        oci_fail(1, "linux.uidMappings: become root in the user namespace");
+    if (plan->unshare_cgroupns && unshare(CLONE_NEWCGROUP) < 0)
+        oci_fail(1, "linux.namespaces: unshare the cgroup namespace");
+    if (setsid() < 0)
+        oci_fail(1, "setsid");
+    if (!plan->no_new_keyring && syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, NULL) < 0 &&
+        errno != ENOSYS)
+        oci_fail(1, "join a new session keyring");
+    if (p->set_oom_score_adj) {
+        char v[16];
+        int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC), n = snprintf(v, sizeof(v), "%d", p->oom_score_adj);
+        if (fd < 0 || write(fd, v, n) != n)
+            oci_fail(1, "process.oomScoreAdj: write %d", p->oom_score_adj);
+        close(fd);
+    }
+    saved_umask = umask(0);
+    oci_run_steps(plan, hooks_point);
+    umask(saved_umask);
+    finalize_process(plan);
+    path = find_program(p, program, sizeof(program));
+    tell(plan->sync_fd, 'R');
+    oci_report_fd = -1;
+    /* "created": wait for start. EOF would mean nobody can ever start us. */
+    if (read(plan->start_fd, &c, 1) != 1)
+        _exit(127);
+    for (i = 0; i < p->nhooks; i++) {
+        rc = oci_run_hook(&p->hooks[i], state_json + 1, err, sizeof(err));
+        if (rc != 0)
+            oci_fail(0, "hooks.startContainer[%d]: %s", i, err);
+    }
+    oci_reset_signals();
+    execve(path, (char *const *)p->argv, (char *const *)p->envp);
+    oci_fail(1, "exec %s", path);
+}
+
+int oci_spawn(const struct oci_plan *plan)
+{
+    char msg[32];
+    pid_t stage1 = raw_clone(0), init;
+    int i, n;
+
+    if (stage1 != 0)
+        return stage1 < 0 ? -errno : stage1;
+    /* Stage 1: join, then clone the init as a sibling (the caller's child). */
+    oci_report_fd = plan->sync_fd;
+    for (i = 0; i < plan->njoins; i++) {
+        int fd = open(plan->joins[i].path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || setns(fd, plan->joins[i].nstype) < 0)
+            oci_fail(1, "linux.namespaces: join %s", plan->joins[i].path);
+        close(fd);
+    }
+    if (plan->unshare_timens) {
+        if (unshare(CLONE_NEWTIME) < 0)
+            oci_fail(1, "linux.namespaces: unshare the time namespace");
+        if (plan->timens_offsets) {
+            int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+            size_t len = strlen(plan->timens_offsets);
+            if (fd < 0 || write(fd, plan->timens_offsets, len) != (ssize_t)len)
+                oci_fail(1, "linux.timeOffsets: write /proc/self/timens_offsets");
+            close(fd);
+        }
+    }
+    init = raw_clone(plan->clone_flags | CLONE_PARENT);
+    if (init < 0)
+        oci_fail(1, "linux.namespaces: clone");
+    if (init == 0)
+        run_init(plan);
+    n = snprintf(msg, sizeof(msg), "P%d", init);
+    send(plan->sync_fd, msg, n, MSG_NOSIGNAL);
+    _exit(0);
+}
+
+int oci_run_hook(const struct oci_hook *hook, const char *state, char *err, int errlen)
+{
+    int in[2], status = 0, pidfd, timeout_ms = hook->timeout > 0 ? hook->timeout * 1000 : -1;
+    size_t len = strlen(state), off = 0;
+    struct pollfd pfd;
+    pid_t pid;
+
+    if (pipe2(in, O_CLOEXEC) < 0) {
+        snprintf(err, errlen, "%s: pipe: %s", hook->path, strerror(errno));
+        return -errno;
+    }
+    pid = fork();
+    if (pid == 0) {
+        dup2(in[0], 0);
+        oci_reset_signals();
+        execve(hook->path, (char *const *)hook->argv, (char *const *)hook->envp);
+        dprintf(2, "ociruntime: hook %s: %s\n", hook->path, strerror(errno));
+        _exit(127);
+    }
+    close(in[0]);
+    if (pid < 0) {
+        close(in[1]);
+        snprintf(err, errlen, "%s: fork: %s", hook->path, strerror(errno));
+        return -errno;
+    }
+    /* SIGPIPE is ignored here (inherited from Python): a hook need not read stdin. */
+    while (off < len) {
+        ssize_t w = write(in[1], state + off, len - off);
+        if (w <= 0)
+            break;
+        off += w;
+    }
+    close(in[1]);
+    pidfd = syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd >= 0) {
+        int ready;
+
+        pfd.fd = pidfd;
+        pfd.events = POLLIN;
+        do
+            ready = poll(&pfd, 1, timeout_ms);
+        while (ready < 0 && errno == EINTR);
+        close(pidfd);
+        if (ready == 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            snprintf(err, errlen, "%s: timed out after %d s", hook->path, hook->timeout);
+            return -ETIMEDOUT;
+        }
+    }
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) {
+            snprintf(err, errlen, "%s: wait: %s", hook->path, strerror(errno));
+            return -errno;
+        }
+    if (WIFEXITED(status))
+        snprintf(err, errlen, "%s: exited with status %d", hook->path, WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(err, errlen, "%s: killed by signal %d", hook->path, WTERMSIG(status));
+    return status;
+}

@@ -1,0 +1,133 @@
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "util.h"
+
+int oci_report_fd = -1;
+
+void oci_fail(int errno_too, const char *fmt, ...)
+{
+    char msg[4096];
+    int saved = errno, n;
+    va_list ap;
+
+    msg[0] = 'E';
+    va_start(ap, fmt);
+    n = vsnprintf(msg + 1, sizeof(msg) - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    if (n > (int)sizeof(msg) - 2)
+        n = sizeof(msg) - 2;
+    if (errno_too)
+        n += snprintf(msg + 1 + n, sizeof(msg) - 1 - n, ": %s", strerror(saved));
+    if (n > (int)sizeof(msg) - 2)
+        n = sizeof(msg) - 2;
+    if (oci_report_fd < 0 || send(oci_report_fd, msg, n + 1, MSG_NOSIGNAL) < 0)
+        dprintf(2, "ociruntime: %.*s\n", n, msg + 1);
+    _exit(oci_report_fd < 0 ? 127 : 1);
+}
+
+const char *oci_fdpath(int fd, char buf[32])
+{
+    snprintf(buf, 32, "/proc/self/fd/%d", fd);
+    return buf;
+}
+
+static int resolve(int rootfd, const char *path, int nosymlinks)
+{
+    struct open_how how = {
+        .flags = O_PATH | O_CLOEXEC,
+        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | (nosymlinks ? RESOLVE_NO_SYMLINKS : 0),
+    };
+    return syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
+}
+
+int oci_open_in_root(int rootfd, const char *path, int create, int nosymlinks)
+{
+    char prefix[4096];
+    size_t len = strlen(path), i;
+    int fd = resolve(rootfd, path, nosymlinks);
+
+    if (fd >= 0 || errno != ENOENT || !create)
+        return fd;
+    if (len >= sizeof(prefix)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    /* Walk the prefixes; make each missing one inside its resolved parent. */
+    for (i = 1; i <= len; i++) {
+        int last = (i == len), parent, rc;
+        const char *base;
+
+        if (!last && path[i] != '/')
+            continue;
+        if (path[i - 1] == '/')
+            continue;
+        memcpy(prefix, path, i);
+        prefix[i] = '\0';
+        fd = resolve(rootfd, prefix, nosymlinks);
+        if (fd >= 0) {
+            if (!last)
+                close(fd);
+            continue;
+        }
+        if (errno != ENOENT)
+            return -1;
+        base = strrchr(prefix, '/');
+        if (base) {
+            *(char *)base = '\0';
+            parent = resolve(rootfd, prefix[0] ? prefix : "/", nosymlinks);
+            base++;
+        } else {
+            parent = dup(rootfd);
+            base = prefix;
+        }
+        if (parent < 0)
+            return -1;
+        /* O_PATH directory fds are valid dirfds for the *at() calls. */
+        if (last && create == 2) {
+            rc = openat(parent, base, O_CREAT | O_EXCL | O_NOFOLLOW | O_WRONLY | O_CLOEXEC, 0644);
+            if (rc >= 0)
+                close(rc);
+            rc = rc < 0 ? -1 : 0;
+        } else {
+            rc = mkdirat(parent, base, 0755);
+        }
+        close(parent);
+        if (rc < 0 && errno != EEXIST)
+            return -1;
+        memcpy(prefix, path, i);
+        prefix[i] = '\0';
+        fd = resolve(rootfd, prefix, nosymlinks);
+        if (fd < 0)
+            return -1;
+        if (!last)
+            close(fd);
+    }
+    return fd;
+}
+
+void oci_reset_signals(void)
+{
+    struct sigaction sa;
+    sigset_t all;
+    int sig;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    for (sig = 1; sig < NSIG; sig++)
+        sigaction(sig, &sa, NULL); /* fails harmlessly for SIGKILL, SIGSTOP and RT internals */
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+}

@@ -1,0 +1,31 @@
+/* Small helpers shared by the C helper's files: error reporting to the parent
+ * and path resolution inside a root directory. */
+#ifndef OCI_UTIL_H
+#define OCI_UTIL_H
+#include "oci_native.h"
+
+/* Send 'E' + formatted message (with ": strerror(errno)" when errno_too) on
+ * the sync socket, or to stderr once the parent is gone, and _exit(1). */
+__attribute__((noreturn, format(printf, 2, 3)))
+void oci_fail(int errno_too, const char *fmt, ...);
+
+/* The socket oci_fail() reports on; -1 once the parent stopped listening. */
+extern int oci_report_fd;
+
+/* Open `path` below `rootfd` (O_PATH), resolving it as if rootfd were "/":
+ * symlinks and ".." can never lead out. With `create`, missing components
+ * are made (directories, and the last one a file when create == 2). With
+ * `nosymlinks`, any symlink on the way is refused. Returns fd or -1/errno. */
+int oci_open_in_root(int rootfd, const char *path, int create, int nosymlinks);
+
+/* "/proc/self/fd/N" for a fd, in a caller-provided buffer. */
+const char *oci_fdpath(int fd, char buf[32]);
+
+/* Reset every signal to its default and unblock all: Python ignores SIGPIPE
+ * and SIGXFSZ, and an ignored signal survives execve. */
+void oci_reset_signals(void);
+
+/* Run the plan's steps in order; `hooks_point` is called at OCI_STEP_HOOKS. */
+void oci_run_steps(const struct oci_plan *plan, void (*hooks_point)(const struct oci_plan *));
+
+#endif

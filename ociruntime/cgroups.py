@@ -1,0 +1,152 @@
+"""Cgroup placement: make the container's cgroup in every hierarchy, join it, apply
+device rules, list and signal its processes, and remove it on delete.
+
+Works on v1, v2 and hybrid hosts (v1 controllers plus a cgroup2 mount). Resource
+limits other than devices are refused by the plan until they are implemented.
+"""
+
+import os
+
+from .errors import OCIError
+
+UNIFIED = ""  # key of the cgroup2 hierarchy in the maps below
+
+
+def hierarchies():
+    """{controller-key: mountpoint} of the host: v1 keys are the mount's controllers
+    ("memory", "name=systemd"), the cgroup2 mount's key is UNIFIED."""
+    found = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            fstype, mountpoint = fields[sep + 1], fields[4]
+            if fstype == "cgroup2":
+                found.setdefault(UNIFIED, mountpoint)
+            elif fstype == "cgroup":
+                opts = [o for o in fields[sep + 3].split(",") if o not in ("rw", "ro")]
+                found.setdefault(",".join(opts), mountpoint)
+    return found
+
+
+def own_cgroups():
+    """{controller-key: path} of this process (from /proc/self/cgroup)."""
+    own = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            own[controllers] = path
+    return own
+
+
+def container_paths(cgroups_path, container_id):
+    """{mountpoint-dir: absolute dir} the container's cgroup lives at, per hierarchy.
+
+    An absolute cgroupsPath is taken from each hierarchy's root; a relative one
+    (and the default, the container id) below this process's own cgroup, as runc does.
+    """
+    inner = cgroups_path or container_id
+    own = own_cgroups() if not inner.startswith("/") else {}
+    paths = {}
+    for key, mountpoint in hierarchies().items():
+        base = own.get(key, "/") if own else "/"
+        rel = os.path.normpath(os.path.join(base, inner)).lstrip("/")
+        if rel.startswith(".."):
+            raise OCIError(f"linux.cgroupsPath: {cgroups_path!r} leaves the cgroup hierarchy")
+        paths[key] = os.path.join(mountpoint, rel)
+    return paths
+
+
+def create(paths, pid, device_rules, created):
+    """Make each directory, move ``pid`` in and apply the device rules.
+
+    Every directory made is appended to ``created`` as it is made, so that a caller
+    whose create failed half-way still knows what to ``remove`` (after killing pid).
+    """
+    try:
+        for key, path in paths.items():
+            made = _makedirs(path)
+            created.extend(made)
+            if "cpuset" in key.split(","):
+                for d in made:
+                    _inherit_cpuset(d)
+            if key == UNIFIED and not _is_leaf_ok(path):
+                continue
+            _write(os.path.join(path, "cgroup.procs"), str(pid))
+        devices = next((p for k, p in paths.items() if "devices" in k.split(",")), None)
+        if device_rules and devices:
+            for kind, rule in device_rules:
+                _write(os.path.join(devices, f"devices.{kind}"), rule)
+    except OSError as e:
+        raise OCIError(f"linux.cgroupsPath: {e.filename}: {e.strerror}") from None
+
+
+def _inherit_cpuset(path):
+    """A new v1 cpuset starts empty and takes no process: copy the parent's cpus and mems."""
+    parent = os.path.dirname(path)
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        with open(os.path.join(path, name)) as f:
+            if f.read().strip():
+                continue
+        with open(os.path.join(parent, name)) as f:
+            _write(os.path.join(path, name), f.read().strip())
+
+
+def _is_leaf_ok(path):
+    """A cgroup2 directory we can add a process to (no domain controllers enabled below)."""
+    try:
+        with open(os.path.join(path, "cgroup.subtree_control")) as f:
+            return not f.read().strip()
+    except OSError:
+        return False
+
+
+def _makedirs(path):
+    made = []
+    missing = []
+    p = path
+    while not os.path.isdir(p):
+        missing.append(p)
+        p = os.path.dirname(p)
+    for d in reversed(missing):
+        os.mkdir(d)
+        made.append(d)
+    return made
+
+
+def _write(path, value):
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def pids(paths):
+    """Every pid in the container's cgroups (v1 hierarchies may differ while moving)."""
+    found = set()
+    for path in paths.values():
+        try:
+            with open(os.path.join(path, "cgroup.procs")) as f:
+                found.update(int(line) for line in f if line.strip())
+        except OSError:
+            continue
+    return found
+
+
+def remove(created):
+    """Remove the directories this runtime created, deepest first; never anything else.
+
+    A cgroup whose last process just died stays busy until the kernel has reaped
+    it, so EBUSY is retried for up to a second.
+    """
+    import time
+
+    for d in sorted(created, key=len, reverse=True):
+        for attempt in range(100):
+            try:
+                os.rmdir(d)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as e:
+                if e.errno != 16 or attempt == 99:  # EBUSY
+                    raise OCIError(f"cgroup {d}: {e.strerror}") from None
+                time.sleep(0.01)

@@ -1,0 +1,1 @@
+"""One module per lifecycle verb, each told in the words of runtime.md."""

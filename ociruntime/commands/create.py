@@ -1,0 +1,98 @@
+"""create: build the container up to "created" — init waiting, createRuntime and
+createContainer hooks done, pid file written — and return."""
+
+import os
+import signal
+
+from .. import SPEC_VERSION, cgroups, config as config_mod, hooks, plan as plan_mod, state
+from ..errors import OCIError
+from ..log import timestamp, warn
+from ..native import Init
+
+
+def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_keyring=False,
+           preserve_fds=0, console_socket=None):
+    """Create the container; returns (Container, Init). The caller closes both."""
+    state.check_id(container_id)
+    bundle = os.path.abspath(bundle)
+    config = config_mod.load(bundle)
+    if console_socket:
+        raise OCIError("--console-socket: a terminal is not supported by this runtime yet")
+    linux = config.get("linux") or {}
+    cgroup_paths = cgroups.container_paths(linux.get("cgroupsPath"), container_id)
+    plan = plan_mod.build(config, bundle, container_id, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
+                          preserve_fds=preserve_fds, cgroup_paths=cgroup_paths)
+    container = state.Container.new(root, container_id)
+    init = None
+    created_cgroups = []
+    try:
+        init = Init(plan)
+        data = container.data
+        data.update({
+            "ociVersion": config.get("ociVersion", SPEC_VERSION),
+            "id": container_id,
+            "pid": init.pid,
+            "bundle": bundle,
+            "rootfs": plan["rootfs"],
+            "annotations": config.get("annotations") or {},
+            "created": timestamp(),
+            "owner": "",
+            "init_start_time": state.proc_start_time(init.pid)[0],
+            "start_fd": init.start_r,
+            "start_pipe": os.readlink(f"/proc/self/fd/{init.start_r}"),
+            "cgroup_paths": cgroup_paths,
+            "hooks": {name: hooks.entries(config, name) for name in ("poststart", "poststop")},
+        })
+        if plan["userns"]:
+            init.write_id_maps()
+        data["cgroups_created"] = created_cgroups
+        cgroups.create(cgroup_paths, init.pid, plan["device_rules"], created_cgroups)
+        freezer = next((p for k, p in cgroup_paths.items() if "freezer" in k.split(",")), None)
+        data["freezer"] = os.path.join(freezer, "freezer.state") if freezer else None
+        init.send(b"G")
+        init.expect(b"H")
+        hook_state = state.spec_state(data, "creating")
+        hooks.run(hooks.entries(config, "prestart"), hook_state, fatal=True)
+        hooks.run(hooks.entries(config, "createRuntime"), hook_state, fatal=True)
+        import json
+
+        init.send(b"S", json.dumps(state.spec_state(data, "created")).encode())
+        init.expect(b"R")
+        container.save()
+        if pid_file:
+            _write_pid_file(pid_file, init.pid)
+    except BaseException:
+        _undo(container, init, created_cgroups)
+        raise
+    return container, init
+
+
+def _undo(container, init, created_cgroups):
+    """Leave nothing behind: no process, no cgroup, no state directory."""
+    if init is not None:
+        if init.pid:
+            try:
+                os.kill(init.pid, signal.SIGKILL)
+                os.waitpid(init.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        init.detach()
+    try:
+        cgroups.remove(created_cgroups)
+    except OCIError as e:
+        warn(f"cleaning up after a failed create: {e}")
+    container.remove()
+
+
+def _write_pid_file(path, pid):
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+def main(root, container_id, bundle=".", **options):
+    container, init = create(root, container_id, bundle, **options)
+    init.detach()
+    container.close()

@@ -1,0 +1,55 @@
+"""delete: remove a stopped container (with --force, stop it first):
+its processes, cgroups and state directory; then run the poststop hooks."""
+
+import os
+import signal
+import time
+
+from .. import cgroups, hooks, state
+from ..errors import OCIError
+
+
+def _kill_all(container):
+    data = container.data
+    pids = cgroups.pids(data["cgroup_paths"])
+    if container.status() != "stopped":
+        pids.add(data["pid"])
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _wait_stopped(container, timeout=10.0):
+    data = container.data
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            # Our own child when deleting from `run`: reap it.
+            os.waitpid(data["pid"], os.WNOHANG)
+        except ChildProcessError:
+            pass
+        if container.status() == "stopped" and not cgroups.pids(data["cgroup_paths"]):
+            return
+        if time.monotonic() > deadline:
+            raise OCIError(f"container {container.id!r}: processes still running after SIGKILL")
+        time.sleep(0.002)
+
+
+def destroy(container):
+    """Kill what is left, remove the cgroups and the state, then run poststop."""
+    _kill_all(container)
+    _wait_stopped(container)
+    cgroups.remove(container.data.get("cgroups_created") or [])
+    final_state = container.spec_state()
+    container.remove()
+    hooks.run(container.data["hooks"]["poststop"], final_state, fatal=False)
+
+
+def main(root, container_id, force=False):
+    with state.Container.load(root, container_id) as container:
+        status = container.status()
+        if status != "stopped" and not force:
+            raise OCIError(f"cannot delete container {container_id!r} that is not stopped: {status}")
+        destroy(container)

@@ -1,0 +1,31 @@
+"""features: what this runtime really implements, per runtime-spec features.md."""
+
+import json
+import sys
+
+from .. import SPEC_VERSION
+from ..linux import capabilities, mountopts, namespaces
+
+
+def features():
+    mount_options = sorted(set(mountopts.FLAGS) | set(mountopts.PROPAGATION))
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": SPEC_VERSION,
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+        "mountOptions": mount_options,
+        "linux": {
+            "namespaces": sorted(namespaces.FLAGS),
+            "capabilities": capabilities.NAMES,
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": False},
+            "seccomp": {"enabled": False},
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+            "intelRdt": {"enabled": False},
+            "mountExtensions": {"idmap": {"enabled": False}},
+        },
+    }
+
+
+def main():
+    sys.stdout.write(json.dumps(features(), indent=2) + "\n")

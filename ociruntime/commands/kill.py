@@ -1,0 +1,54 @@
+"""kill: send a signal to the container's init (or, with --all, every process in it)."""
+
+import os
+import signal
+
+from .. import cgroups, state
+from ..errors import OCIError
+
+
+def parse_signal(value):
+    """A number, or a name with or without SIG ("TERM", "SIGKILL", "rtmin+1")."""
+    if value.isdigit():
+        return int(value)
+    name = value.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    sig = getattr(signal.Signals, name, None) if name.isidentifier() else None
+    if sig is None:
+        if name.startswith("SIGRTMIN+") and name[9:].isdigit():
+            return signal.SIGRTMIN + int(name[9:])
+        if name.startswith("SIGRTMAX-") and name[9:].isdigit():
+            return signal.SIGRTMAX - int(name[9:])
+        raise OCIError(f"invalid signal {value!r}")
+    return int(sig)
+
+
+def send_signal(container, sig, all_processes=False):
+    data = container.data
+    if all_processes:
+        for pid in cgroups.pids(data["cgroup_paths"]):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        return
+    # A pidfd pins the process: once its start time matches, the signal can't hit a reused pid.
+    try:
+        pidfd = os.pidfd_open(data["pid"])
+    except ProcessLookupError:
+        raise OCIError("container not running") from None
+    try:
+        if container.status() == "stopped":
+            raise OCIError("container not running")
+        signal.pidfd_send_signal(pidfd, sig)
+    finally:
+        os.close(pidfd)
+
+
+def main(root, container_id, sig="TERM", all_processes=False):
+    sig = parse_signal(sig)
+    with state.Container.load(root, container_id) as container:
+        if container.status() == "stopped" and not all_processes:
+            raise OCIError("container not running")
+        send_signal(container, sig, all_processes)

@@ -1,0 +1,42 @@
+"""state and list: what runc prints about containers."""
+
+import json
+import sys
+
+from .. import state
+
+
+def runc_state(container):
+    """runc's state JSON: the spec's state plus rootfs, created and owner (pid 0 once stopped)."""
+    data = container.data
+    status = container.status()
+    out = state.spec_state(data, status)
+    out["pid"] = data["pid"] if status != "stopped" else 0
+    out.update(rootfs=data["rootfs"], created=data["created"], owner=data.get("owner", ""))
+    return out
+
+
+def state_main(root, container_id):
+    with state.Container.load(root, container_id, lock=False) as container:
+        sys.stdout.write(json.dumps(runc_state(container), indent=2) + "\n")
+
+
+def list_main(root, fmt="table", quiet=False):
+    rows = []
+    for cid in state.list_ids(root):
+        try:
+            with state.Container.load(root, cid, lock=False) as container:
+                rows.append(runc_state(container))
+        except Exception:  # deleted between listing and loading
+            continue
+    if quiet:
+        sys.stdout.write("".join(r["id"] + "\n" for r in rows))
+    elif fmt == "json":
+        keys = ("ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner", "annotations")
+        sys.stdout.write(json.dumps([{k: r[k] for k in keys if k in r} for r in rows]) + "\n")
+    else:
+        table = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+        table += [(r["id"], str(r["pid"]), r["status"], r["bundle"], r["created"], r["owner"]) for r in rows]
+        widths = [max(len(row[i]) for row in table) for i in range(6)]
+        for row in table:
+            sys.stdout.write("   ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")

@@ -1,0 +1,26 @@
+"""Load a bundle's config.json and validate it before anything is created."""
+
+import json
+import os
+
+from .errors import ConfigError
+
+
+def load(bundle):
+    """Return the validated config of ``bundle`` (an absolute path)."""
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise ConfigError("", f"{path}: no such file (is {bundle} an OCI bundle?)") from None
+    except OSError as e:
+        raise ConfigError("", f"{path}: {e.strerror}") from None
+    try:
+        config = json.loads(raw)
+    except ValueError as e:
+        raise ConfigError("", f"{path}: invalid JSON: {e}") from None
+    from .validate import validate_config
+
+    validate_config(config)
+    return config

@@ -1,0 +1,36 @@
+"""Capability names → bit numbers (linux/capability.h)."""
+
+NAMES = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+]
+BITS = {name: bit for bit, name in enumerate(NAMES)}
+SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
+
+
+def mask(names, label):
+    """Bit mask of capability names; an unknown name is an error naming it (runc refuses too)."""
+    m = 0
+    for i, name in enumerate(names):
+        bit = BITS.get(name)
+        if bit is None:
+            raise ValueError(f"{label}[{i}]: unknown capability {name!r}")
+        m |= 1 << bit
+    return m
+
+
+def supported_mask():
+    """Capabilities this kernel knows (cap_last_cap)."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            last = int(f.read())
+    except OSError:
+        last = len(NAMES) - 1
+    return (1 << (min(last, len(NAMES) - 1) + 1)) - 1

@@ -1,0 +1,209 @@
+"""The ``ociruntime`` entry point: a table of runc's commands and flags, a small
+parser for it, and dispatch to one module per verb.
+
+Every invocation pays for what it imports, so the hot verbs are parsed here with
+nothing but the standard library; click (``cli.py``) is imported only to render
+help and usage errors, built from the same table so the two can't disagree.
+"""
+
+import sys
+
+from . import SPEC_VERSION, __version__
+from .errors import OCIError
+
+# Global options: flag -> (dest, takes a value, default)
+GLOBAL = {
+    "--root": ("root", True, "/run/ociruntime"),
+    "--log": ("log", True, None),
+    "--log-format": ("log_format", True, "text"),
+    "--debug": ("debug", False, False),
+    "--systemd-cgroup": ("systemd_cgroup", False, False),
+    "--rootless": ("rootless", True, "auto"),
+    "--criu": ("criu", True, "criu"),
+}
+
+_CREATE_OPTS = {
+    "--bundle": ("bundle", True, "."), "-b": ("bundle", True, "."),
+    "--pid-file": ("pid_file", True, None),
+    "--console-socket": ("console_socket", True, None),
+    "--no-pivot": ("no_pivot", False, False),
+    "--no-new-keyring": ("no_new_keyring", False, False),
+    "--preserve-fds": ("preserve_fds", "int", 0),
+}
+
+# command -> (help, options, positionals (name, required))
+COMMANDS = {
+    "create": ("create a container", _CREATE_OPTS, [("container_id", True)]),
+    "start": ("start the user program of a created container", {}, [("container_id", True)]),
+    "run": ("create and start a container, wait for it and delete it", dict(
+        _CREATE_OPTS, **{"--detach": ("detach", False, False), "-d": ("detach", False, False)}),
+        [("container_id", True)]),
+    "state": ("output the state of a container", {}, [("container_id", True)]),
+    "kill": ("send a signal to the container's init process", {
+        "--all": ("all_processes", False, False), "-a": ("all_processes", False, False)},
+        [("container_id", True), ("sig", False)]),
+    "delete": ("delete a container and what it holds", {
+        "--force": ("force", False, False), "-f": ("force", False, False)}, [("container_id", True)]),
+    "list": ("list containers", {
+        "--format": ("fmt", True, "table"), "-f": ("fmt", True, "table"),
+        "--quiet": ("quiet", False, False), "-q": ("quiet", False, False)}, []),
+    "spec": ("create a new specification file", {
+        "--bundle": ("bundle", True, "."), "-b": ("bundle", True, "."),
+        "--rootless": ("rootless", False, False)}, []),
+    "features": ("show the enabled features", {}, []),
+}
+
+
+class UsageError(Exception):
+    pass
+
+
+def _take(argv, i, table, out):
+    """Consume the option at argv[i] per ``table``; return the next index."""
+    arg = argv[i]
+    name, eq, value = arg.partition("=")
+    dest, kind, _ = table[name]
+    if kind is False:
+        if eq:
+            raise UsageError(f"option {name} takes no value")
+        out[dest] = True
+        return i + 1
+    if not eq:
+        if i + 1 >= len(argv):
+            raise UsageError(f"option {name} needs a value")
+        value = argv[i + 1]
+        i += 1
+    if kind == "int":
+        if not value.lstrip("-").isdigit():
+            raise UsageError(f"option {name}: {value!r} is not a number")
+        value = int(value)
+    out[dest] = value
+    return i + 1
+
+
+def parse(argv):
+    """argv (without the program) -> (global options, command, command options)."""
+    glob = {dest: default for dest, _, default in GLOBAL.values()}
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        name = argv[i].partition("=")[0]
+        if name in ("--version", "-v"):
+            return glob, "version", {}
+        if name not in GLOBAL:
+            raise UsageError(f"unknown global option {name}")
+        i = _take(argv, i, GLOBAL, glob)
+    if i >= len(argv):
+        raise UsageError("no command given")
+    command = argv[i]
+    if command not in COMMANDS:
+        raise UsageError(f"unknown command {command!r}")
+    _, table, positionals = COMMANDS[command]
+    opts = {dest: default for dest, _, default in table.values()}
+    rest = []
+    i += 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest.extend(argv[i + 1:])
+            break
+        if arg.startswith("-") and len(arg) > 1 and not arg[1:].isdigit():
+            name = arg.partition("=")[0]
+            if name not in table:
+                raise UsageError(f"unknown option {name} for {command}")
+            i = _take(argv, i, table, opts)
+            continue
+        rest.append(arg)
+        i += 1
+    if len(rest) > len(positionals):
+        raise UsageError(f"{command}: too many arguments")
+    for (dest, required), value in zip(positionals, rest + [None] * len(positionals)):
+        if value is None and required:
+            raise UsageError(f"{command}: missing {dest.replace('_', ' ')}")
+        if value is not None:
+            opts[dest] = value
+    return glob, command, opts
+
+
+def dispatch(glob, command, opts):
+    """Run one command; returns the exit code."""
+    if glob["systemd_cgroup"]:
+        raise OCIError("--systemd-cgroup: the systemd cgroup driver is not supported by this runtime yet")
+    root = glob["root"]
+    if command == "version":
+        sys.stdout.write(f"ociruntime version {__version__}\ncommit: {_commit()}\nspec: {SPEC_VERSION}\n")
+        return 0
+    if command in ("create", "run"):
+        from .commands import create, run
+
+        return (run if command == "run" else create).main(root, **opts) or 0
+    if command == "start":
+        from .commands import start
+
+        start.main(root, **opts)
+    elif command == "state":
+        from .commands import query
+
+        query.state_main(root, **opts)
+    elif command == "list":
+        from .commands import query
+
+        query.list_main(root, **opts)
+    elif command == "kill":
+        from .commands import kill
+
+        kill.main(root, **opts)
+    elif command == "delete":
+        from .commands import delete
+
+        delete.main(root, **opts)
+    elif command == "spec":
+        from .commands import spec
+
+        spec.main(**opts)
+    elif command == "features":
+        from .commands import features
+
+        features.main()
+    return 0
+
+
+def _commit():
+    try:
+        from ._build_info import COMMIT
+    except ImportError:
+        return "unknown"
+    return COMMIT
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        glob, command, opts = parse(argv)
+    except UsageError as e:
+        if any(a in ("-h", "--help") for a in argv) or not argv:
+            from .cli import run_click
+
+            return run_click(argv)
+        from .cli import usage_error
+
+        return usage_error(argv, str(e))
+    from . import log
+
+    log.configure(glob["log"], glob["log_format"], glob["debug"])
+    try:
+        return dispatch(glob, command, opts)
+    except OCIError as e:
+        log.error(str(e))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def entry():
+    """Console-script entry: exit with main()'s code, flushing stdio without a traceback."""
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        pass
+    sys.exit(code)

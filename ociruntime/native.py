@@ -1,0 +1,190 @@
+"""The binding to the C helper: the plan (plain data) → ``struct oci_plan`` → oci_spawn(),
+and the parent's half of the sync protocol described in native/oci_native.h."""
+
+import os
+import socket
+
+from ._native import ffi, lib
+from .errors import OCIError
+
+_OPS = {
+    "mount": lib.OCI_STEP_MOUNT, "mknod": lib.OCI_STEP_MKNOD, "symlink": lib.OCI_STEP_SYMLINK,
+    "hooks": lib.OCI_STEP_HOOKS, "pivot": lib.OCI_STEP_PIVOT, "sysctl": lib.OCI_STEP_SYSCTL,
+    "readonly": lib.OCI_STEP_READONLY, "mask": lib.OCI_STEP_MASK, "remount_root": lib.OCI_STEP_REMOUNT_ROOT,
+    "hostname": lib.OCI_STEP_HOSTNAME, "domainname": lib.OCI_STEP_DOMAINNAME,
+    "propagation": lib.OCI_STEP_PROPAGATION, "bind_rootfs": lib.OCI_STEP_BIND_ROOTFS,
+    "mkdir": lib.OCI_STEP_MKDIR,
+}
+
+
+class _Keeper:
+    """Owns every cffi allocation of one plan so nothing is freed before the clone."""
+
+    def __init__(self):
+        self.objs = []
+
+    def str(self, s):
+        if s is None:
+            return ffi.NULL
+        obj = ffi.new("char[]", s.encode() if isinstance(s, str) else s)
+        self.objs.append(obj)
+        return obj
+
+    def strv(self, items):
+        ptrs = [self.str(i) for i in items] + [ffi.NULL]
+        arr = ffi.new("const char *[]", ptrs)
+        self.objs.append(arr)
+        return arr
+
+    def array(self, ctype, n):
+        arr = ffi.new(f"{ctype}[]", max(n, 1))
+        self.objs.append(arr)
+        return arr
+
+    def hooks(self, hooks):
+        arr = self.array("struct oci_hook", len(hooks))
+        for i, h in enumerate(hooks):
+            arr[i].path = self.str(h["path"])
+            arr[i].argv = self.strv(h["args"])
+            arr[i].envp = self.strv(h["env"])
+            arr[i].timeout = h["timeout"]
+        return arr
+
+
+def _fill_process(k, c, p):
+    c.argv = k.strv(p["args"])
+    c.envp = k.strv(p["env"])
+    c.cwd = k.str(p["cwd"])
+    c.uid, c.gid = p["uid"], p["gid"]
+    c.ngroups = len(p["groups"])
+    c.groups = k.array("unsigned int", len(p["groups"]))
+    for i, g in enumerate(p["groups"]):
+        c.groups[i] = g
+    c.umask = p["umask"]
+    if p["caps"] is not None:
+        c.set_caps = 1
+        for name in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+            setattr(c, "cap_" + name, p["caps"][name])
+    c.nrlimits = len(p["rlimits"])
+    rl = k.array("struct oci_rlimit", len(p["rlimits"]))
+    for i, (res, soft, hard) in enumerate(p["rlimits"]):
+        rl[i].resource, rl[i].soft, rl[i].hard = res, soft, hard
+    c.rlimits = rl
+    c.no_new_privs = int(p["no_new_privs"])
+    if p["oom_score_adj"] is not None:
+        c.set_oom_score_adj = 1
+        c.oom_score_adj = p["oom_score_adj"]
+    c.nhooks = len(p["start_hooks"])
+    c.hooks = k.hooks(p["start_hooks"])
+
+
+def _c_plan(plan, sync_fd, start_fd):
+    k = _Keeper()
+    c = ffi.new("struct oci_plan *")
+    k.objs.append(c)
+    c.clone_flags = plan["clone_flags"]
+    c.unshare_cgroupns = int(plan["unshare_cgroupns"])
+    c.unshare_timens = int(plan["unshare_timens"])
+    c.timens_offsets = k.str(plan["timens_offsets"])
+    c.njoins = len(plan["joins"])
+    joins = k.array("struct oci_join", len(plan["joins"]))
+    for i, (path, nstype) in enumerate(plan["joins"]):
+        joins[i].path = k.str(path)
+        joins[i].nstype = nstype
+    c.joins = joins
+    c.userns = int(plan["userns"])
+    c.rootfs = k.str(plan["rootfs"])
+    steps = plan["steps"]
+    arr = k.array("struct oci_step", len(steps))
+    for i, s in enumerate(steps):
+        a = arr[i]
+        a.op = _OPS[s["op"]]
+        a.label = k.str(s["label"])
+        a.src, a.dst, a.fstype, a.data = k.str(s["src"]), k.str(s["dst"]), k.str(s["fstype"]), k.str(s["data"])
+        a.flags, a.propagation, a.mode, a.dev = s["flags"], s["propagation"], s["mode"], s["dev"]
+        a.uid, a.gid = s["uid"], s["gid"]
+    c.nsteps = len(steps)
+    c.steps = arr
+    c.ncreate_hooks = len(plan["create_hooks"])
+    c.create_hooks = k.hooks(plan["create_hooks"])
+    _fill_process(k, c.process, plan["process"])
+    c.preserve_fds = plan["preserve_fds"]
+    c.no_new_keyring = int(plan["no_new_keyring"])
+    c.sync_fd = sync_fd
+    c.start_fd = start_fd
+    return c, k
+
+
+class Init:
+    """The parent's handle on a container init being created."""
+
+    def __init__(self, plan):
+        self.plan = plan
+        self.pid = None
+        self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # The init blocks reading start_r while created; it holds start_w itself, so the
+        # read can't see EOF before someone writes the start byte through /proc.
+        self.start_r, self.start_w = os.pipe()
+        c, keep = _c_plan(plan, child.fileno(), self.start_r)
+        stage1 = lib.oci_spawn(c)
+        del keep
+        child.close()
+        if stage1 < 0:
+            self._close()
+            raise OCIError(f"clone: {os.strerror(-stage1)}")
+        os.waitpid(stage1, 0)
+        msg = self._recv()
+        if msg[:1] != b"P":
+            self._close()
+            raise OCIError(self._error(msg))
+        self.pid = int(msg[1:])
+
+    def _recv(self):
+        try:
+            return self._sock.recv(65536)
+        except OSError:
+            return b""
+
+    def _error(self, msg):
+        if msg[:1] == b"E":
+            return msg[1:].decode(errors="replace")
+        return "the container's init exited during setup"
+
+    def send(self, type_, payload=b""):
+        self._sock.send(type_ + payload)
+
+    def expect(self, type_):
+        msg = self._recv()
+        if msg[:1] != type_:
+            raise OCIError(self._error(msg))
+        return msg[1:]
+
+    def write_id_maps(self):
+        for name in ("uid_map", "gid_map"):
+            with open(f"/proc/{self.pid}/{name}", "w") as f:
+                f.write(self.plan[name])
+
+    def start_byte(self):
+        """Start the init from this process (``run``)."""
+        os.write(self.start_w, b"\0")
+
+    def detach(self):
+        """Close the parent's ends: from now on only /proc/<pid>/fd reaches the init."""
+        self._close()
+
+    def _close(self):
+        self._sock.close()
+        for fd in (self.start_r, self.start_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def run_hook(hook, state_json):
+    """Run one runtime-namespace hook with the state on stdin. Returns None or an error text."""
+    k = _Keeper()
+    c = k.hooks([hook])
+    err = ffi.new("char[]", 512)
+    rc = lib.oci_run_hook(c, state_json.encode(), err, 512)
+    return None if rc == 0 else ffi.string(err).decode(errors="replace")

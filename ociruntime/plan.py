@@ -1,0 +1,292 @@
+"""config.json → the plan: plain data describing everything the container's init
+must do, in order. Pure: no syscalls beyond reading the host (stat of bind
+sources, the cgroup layout), so it is unit-tested without root.
+
+The plan is a dict; its ``steps`` are dicts whose ``op`` names an OCI_STEP_* of
+native/oci_native.h. ``ociruntime.native`` turns it into the C structs.
+"""
+
+import os
+
+from .errors import ConfigError
+from .hooks import entries as hook_entries
+from .linux import capabilities, devices, mountopts, namespaces, rlimits
+
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Fields whose settings are security- or resource-relevant and not implemented yet:
+# refused with an error rather than silently ignored.
+_UNSUPPORTED_LINUX = ("seccomp", "intelRdt", "netDevices", "personality", "memoryPolicy", "mountLabel")
+_UNSUPPORTED_PROCESS = ("apparmorProfile", "selinuxLabel", "scheduler", "ioPriority", "execCPUAffinity")
+
+
+def step(op, label, dst=None, src=None, fstype=None, data=None, flags=0, propagation=0,
+         mode=0, dev=0, uid=0, gid=0):
+    return {"op": op, "label": label, "dst": dst, "src": src, "fstype": fstype, "data": data,
+            "flags": flags, "propagation": propagation, "mode": mode, "dev": dev, "uid": uid, "gid": gid}
+
+
+def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, preserve_fds=0,
+          cgroup_paths=None):
+    """Return the plan for ``config`` (already schema-validated) of the bundle at ``bundle``."""
+    linux = config.get("linux") or {}
+    process = config.get("process")
+    if process is None:
+        raise ConfigError("process", "is required to create a container")
+    _refuse_unsupported(config, linux, process)
+
+    ns_new, joins = _namespaces(linux)
+    userns = "user" in ns_new
+    if "mount" not in ns_new and not any(t == "mount" for t, _ in joins):
+        raise ConfigError("linux.namespaces", "a mount namespace is required")
+    if config.get("hostname") and "uts" not in ns_new:
+        raise ConfigError("hostname", "needs a new uts namespace")
+    if config.get("domainname") and "uts" not in ns_new:
+        raise ConfigError("domainname", "needs a new uts namespace")
+
+    root = config.get("root") or {}
+    rootfs = os.path.join(bundle, root.get("path", "rootfs"))
+    if not os.path.isdir(rootfs):
+        raise ConfigError("root.path", f"{rootfs}: not a directory")
+    rootfs = os.path.realpath(rootfs)
+
+    clone_flags = 0
+    for t in ns_new:
+        if t not in ("cgroup", "time"):
+            clone_flags |= namespaces.FLAGS[t]
+    return {
+        "id": container_id,
+        "clone_flags": clone_flags,
+        "unshare_cgroupns": "cgroup" in ns_new,
+        "unshare_timens": "time" in ns_new,
+        "timens_offsets": _time_offsets(linux) if "time" in ns_new else None,
+        "joins": joins,
+        "userns": userns,
+        "uid_map": _id_map(linux.get("uidMappings"), "linux.uidMappings") if userns else None,
+        "gid_map": _id_map(linux.get("gidMappings"), "linux.gidMappings") if userns else None,
+        "rootfs": rootfs,
+        "steps": _steps(config, linux, bundle, rootfs, ns_new, userns, no_pivot, cgroup_paths or {}),
+        "create_hooks": hook_entries(config, "createContainer"),
+        "process": _process(process, hook_entries(config, "startContainer")),
+        "preserve_fds": preserve_fds,
+        "no_new_keyring": no_new_keyring,
+        "device_rules": devices.cgroup_rules((linux.get("resources") or {}).get("devices") or []),
+    }
+
+
+def _refuse_unsupported(config, linux, process):
+    for key in _UNSUPPORTED_LINUX:
+        if linux.get(key):
+            raise ConfigError(f"linux.{key}", "is not supported by this runtime yet")
+    for key in _UNSUPPORTED_PROCESS:
+        if process.get(key):
+            raise ConfigError(f"process.{key}", "is not supported by this runtime yet")
+    for key, value in (linux.get("resources") or {}).items():
+        if key != "devices" and value not in (None, {}, []):
+            raise ConfigError(f"linux.resources.{key}", "is not supported by this runtime yet")
+    if process.get("terminal"):
+        raise ConfigError("process.terminal", "a terminal is not supported by this runtime yet")
+
+
+def _namespaces(linux):
+    new, joins, seen = [], [], set()
+    for i, ns in enumerate(linux.get("namespaces") or []):
+        t = ns["type"]
+        if t in seen:
+            raise ConfigError(f"linux.namespaces[{i}].type", f"duplicate namespace {t!r}")
+        seen.add(t)
+        if ns.get("path"):
+            if not os.path.exists(ns["path"]):
+                raise ConfigError(f"linux.namespaces[{i}].path", f"{ns['path']}: no such file")
+            joins.append((t, ns["path"]))
+        else:
+            new.append(t)
+    joins.sort(key=lambda j: namespaces.JOIN_ORDER.index(j[0]))
+    return new, [(path, namespaces.FLAGS[t]) for t, path in joins]
+
+
+def _id_map(mappings, label):
+    if not mappings:
+        raise ConfigError(label, "a user namespace needs id mappings")
+    return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in mappings)
+
+
+def _time_offsets(linux):
+    offsets = linux.get("timeOffsets") or {}
+    lines = []
+    for clock in ("monotonic", "boottime"):
+        if clock in offsets:
+            o = offsets[clock]
+            lines.append(f"{clock} {o.get('secs', 0)} {o.get('nanosecs', 0)}\n")
+    return "".join(lines) or None
+
+
+def _steps(config, linux, bundle, rootfs, ns_new, userns, no_pivot, cgroup_paths):
+    mounts = config.get("mounts") or []
+    steps = []
+    if "mount" in ns_new:
+        propagation = linux.get("rootfsPropagation")
+        steps.append(step("propagation", "linux.rootfsPropagation", dst="/",
+                          propagation=mountopts.PROPAGATION.get(propagation, mountopts.MS_SLAVE | mountopts.MS_REC)))
+    steps.append(step("bind_rootfs", "root.path"))
+    for i, m in enumerate(mounts):
+        steps.extend(_mount_steps(m, f"mounts[{i}]", bundle, "cgroup" in ns_new, cgroup_paths))
+
+    dev_bound = any(_clean(m["destination"]) == "/dev" and _is_bind(m) for m in mounts)
+    if not dev_bound:
+        steps.extend(_device_steps(linux, userns))
+    cwd = config["process"].get("cwd", "/")
+    steps.append(step("mkdir", "process.cwd", dst=cwd))
+    steps.append(step("hooks", "hooks"))
+    steps.append(step("pivot", "root.path", flags=1 if no_pivot else 0))
+
+    for key, value in (linux.get("sysctl") or {}).items():
+        steps.append(step("sysctl", f"linux.sysctl.{key}", dst="/proc/sys/" + key.replace(".", "/"), src=value))
+    if (config.get("root") or {}).get("readonly"):
+        steps.append(step("remount_root", "root.readonly", dst="/", flags=mountopts.MS_RDONLY))
+    for i, path in enumerate(linux.get("readonlyPaths") or []):
+        steps.append(step("readonly", f"linux.readonlyPaths[{i}]", dst=path))
+    for i, path in enumerate(linux.get("maskedPaths") or []):
+        steps.append(step("mask", f"linux.maskedPaths[{i}]", dst=path))
+    if config.get("hostname"):
+        steps.append(step("hostname", "hostname", src=config["hostname"]))
+    if config.get("domainname"):
+        steps.append(step("domainname", "domainname", src=config["domainname"]))
+    return steps
+
+
+def _clean(path):
+    return os.path.normpath("/" + path)
+
+
+def _is_bind(m):
+    return m.get("type") == "bind" or any(o in ("bind", "rbind") for o in m.get("options") or [])
+
+
+def _mount_steps(m, label, bundle, cgroupns, cgroup_paths):
+    dst = _clean(m["destination"])
+    try:
+        flags, propagation, data = mountopts.parse(m.get("options") or [], label + ".options")
+    except ValueError as e:
+        raise ConfigError(label + ".options", str(e).split(": ", 1)[1]) from None
+    fstype = m.get("type")
+    src = m.get("source")
+    if m.get("uidMappings") or m.get("gidMappings"):
+        raise ConfigError(label, "id-mapped mounts are not supported by this runtime yet")
+    if _is_bind(m):
+        if not src:
+            raise ConfigError(label + ".source", "a bind mount needs a source")
+        src = os.path.join(bundle, src)
+        if not os.path.exists(src):
+            raise ConfigError(label + ".source", f"{src}: no such file or directory")
+        if data:
+            raise ConfigError(label + ".options", f"{data!r}: not a bind mount option")
+        mode = 0 if os.path.isdir(src) else 0o100000
+        return [step("mount", label, dst=dst, src=src, flags=flags | mountopts.MS_BIND, data=None,
+                     propagation=propagation, mode=mode)]
+    if fstype == "cgroup":
+        return _cgroup_mount_steps(label, dst, flags, propagation, cgroupns, cgroup_paths)
+    if not fstype:
+        raise ConfigError(label + ".type", "is required for a mount that is not a bind mount")
+    return [step("mount", label, dst=dst, src=src or fstype, fstype=fstype, flags=flags,
+                 data=data or None, propagation=propagation)]
+
+
+def _cgroup_mount_steps(label, dst, flags, propagation, cgroupns, cgroup_paths):
+    """A cgroup mount shows the container's own cgroups: on cgroup2 one mount; on v1 a
+    tmpfs with one mount per hierarchy, bound from the host unless there is a cgroup ns."""
+    from .cgroups import UNIFIED
+
+    if set(cgroup_paths) == {UNIFIED}:
+        if cgroupns:
+            return [step("mount", label, dst=dst, src="cgroup", fstype="cgroup2", flags=flags,
+                         propagation=propagation)]
+        return [step("mount", label, dst=dst, src=cgroup_paths[UNIFIED], flags=flags | mountopts.MS_BIND,
+                     propagation=propagation)]
+    out = [step("mount", label, dst=dst, src="tmpfs", fstype="tmpfs", data="mode=755",
+                flags=flags & ~mountopts.MS_RDONLY)]
+    for key, path in sorted(cgroup_paths.items()):
+        name = key.split("=", 1)[1] if key.startswith("name=") else (key or "unified")
+        sub = os.path.join(dst, name)
+        if cgroupns:
+            fstype = "cgroup2" if key == UNIFIED else "cgroup"
+            data = None if key == UNIFIED else key
+            out.append(step("mount", label, dst=sub, src="cgroup", fstype=fstype, data=data, flags=flags))
+        else:
+            out.append(step("mount", label, dst=sub, src=path, flags=flags | mountopts.MS_BIND))
+    if flags & mountopts.MS_RDONLY:
+        out.append(step("mount", label, dst=dst, src="tmpfs", fstype="tmpfs",
+                        flags=flags | mountopts.MS_REMOUNT))
+    if propagation:
+        out[0]["propagation"] = propagation
+    return out
+
+
+def _device_steps(linux, userns):
+    out = []
+    nodes = [(path, t, ma, mi, 0o666, 0, 0, "default device") for path, t, ma, mi in devices.DEFAULT_NODES]
+    config_paths = set()
+    for i, d in enumerate(linux.get("devices") or []):
+        if d["type"] != "p" and ("major" not in d or "minor" not in d):
+            raise ConfigError(f"linux.devices[{i}]", "major and minor are required for this type")
+        config_paths.add(_clean(d["path"]))
+        nodes.append((d["path"], d["type"], d.get("major", 0), d.get("minor", 0), d.get("fileMode", 0o666),
+                      d.get("uid", 0), d.get("gid", 0), f"linux.devices[{i}]"))
+    for path, t, major, minor, mode, uid, gid, label in nodes:
+        if label == "default device" and path in config_paths:
+            continue
+        if t == "p":
+            major = minor = 0
+        out.append(step("mknod", label, dst=_clean(path), src=_clean(path),
+                        mode=devices.TYPES[t] | (mode & 0o7777),
+                        dev=devices.makedev(major, minor), uid=uid, gid=gid))
+    for target, link in devices.DEFAULT_LINKS:
+        out.append(step("symlink", "default device link", dst=link, src=target))
+    return out
+
+
+def _process(process, start_hooks):
+    user = process.get("user") or {}
+    caps = process.get("capabilities")
+    masks = {}
+    if caps is not None:
+        for name in capabilities.SETS:
+            try:
+                masks[name] = capabilities.mask(caps.get(name) or [], f"process.capabilities.{name}")
+            except ValueError as e:
+                path, msg = str(e).split(": ", 1)
+                raise ConfigError(path, msg) from None
+        # The kernel only keeps ambient caps that are both permitted and inheritable.
+        masks["ambient"] &= masks["permitted"] & masks["inheritable"]
+    limits = []
+    seen = set()
+    for i, rl in enumerate(process.get("rlimits") or []):
+        resource = rlimits.RESOURCES.get(rl["type"])
+        if resource is None:
+            raise ConfigError(f"process.rlimits[{i}].type", f"unknown rlimit {rl['type']!r}")
+        if resource in seen:
+            raise ConfigError(f"process.rlimits[{i}].type", f"duplicate rlimit {rl['type']!r}")
+        if rl["soft"] > rl["hard"]:
+            raise ConfigError(f"process.rlimits[{i}]", "soft limit is above the hard limit")
+        seen.add(resource)
+        limits.append((resource, rl["soft"], rl["hard"]))
+    args = process.get("args") or []
+    if not args:
+        raise ConfigError("process.args", "is required and must not be empty")
+    env = process.get("env")
+    if env is None:
+        env = [DEFAULT_PATH]
+    return {
+        "args": args,
+        "env": env,
+        "cwd": process.get("cwd", "/"),
+        "uid": user.get("uid", 0),
+        "gid": user.get("gid", 0),
+        "groups": user.get("additionalGids") or [],
+        "umask": user.get("umask", -1),
+        "caps": masks or None,
+        "rlimits": limits,
+        "no_new_privs": bool(process.get("noNewPrivileges")),
+        "oom_score_adj": process.get("oomScoreAdj"),
+        "start_hooks": start_hooks,
+    }

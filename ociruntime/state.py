@@ -1,0 +1,152 @@
+"""The state directory: one directory per container under --root, holding
+state.json, locked with flock so commands on one container run one at a time.
+
+A container's status is never stored: it is derived from the live init process
+(its start time guards against pid reuse) each time it is asked for.
+"""
+
+import fcntl
+import json
+import os
+import re
+
+from .errors import OCIError
+
+_ID = re.compile(r"^[\w+\-.]+$")
+
+
+def check_id(container_id):
+    if not container_id or not _ID.match(container_id) or container_id in (".", ".."):
+        raise OCIError(f"invalid container id {container_id!r}: use letters, digits, '_', '+', '-' and '.'")
+
+
+class Container:
+    """A locked state directory. Use as a context manager; the lock ends with it."""
+
+    def __init__(self, root, container_id, fd, data):
+        self.root = root
+        self.id = container_id
+        self.dir = os.path.join(root, container_id)
+        self._fd = fd
+        self.data = data
+
+    @classmethod
+    def new(cls, root, container_id):
+        """Claim the id: the directory is made atomically, so a duplicate fails here."""
+        check_id(container_id)
+        os.makedirs(root, mode=0o711, exist_ok=True)
+        path = os.path.join(root, container_id)
+        try:
+            os.mkdir(path, 0o711)
+        except FileExistsError:
+            raise OCIError(f"container with id {container_id!r} already exists") from None
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return cls(root, container_id, fd, {})
+
+    @classmethod
+    def load(cls, root, container_id, lock=True):
+        check_id(container_id)
+        path = os.path.join(root, container_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise OCIError(f"container {container_id!r} does not exist") from None
+        if lock:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            with open(os.path.join(path, "state.json")) as f:
+                data = json.load(f)
+        except (FileNotFoundError, ValueError):
+            os.close(fd)
+            # Removed while we waited for the lock, or a create that never finished.
+            raise OCIError(f"container {container_id!r} does not exist") from None
+        return cls(root, container_id, fd, data)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def save(self):
+        tmp = os.path.join(self.dir, "state.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(self.data, f)
+        os.rename(tmp, os.path.join(self.dir, "state.json"))
+
+    def remove(self):
+        """Delete the state directory (the lock goes with it)."""
+        for name in os.listdir(self.dir):
+            os.unlink(os.path.join(self.dir, name))
+        os.rmdir(self.dir)
+        self.close()
+
+    def status(self):
+        return status_of(self.data)
+
+    def spec_state(self):
+        """The state as runtime.md defines it (what ``state`` prints and hooks read)."""
+        return spec_state(self.data, self.status())
+
+
+def proc_start_time(pid):
+    """Field 22 of /proc/<pid>/stat and the process state letter, or (None, None)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None, None
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return int(fields[19]), fields[0].decode()
+
+
+def status_of(data):
+    pid = data.get("pid")
+    if not pid:
+        return "stopped"
+    start, letter = proc_start_time(pid)
+    if start is None or start != data.get("init_start_time") or letter in ("Z", "X"):
+        return "stopped"
+    try:
+        if os.readlink(f"/proc/{pid}/fd/{data['start_fd']}") == data["start_pipe"]:
+            return "created"
+    except OSError:
+        pass
+    if data.get("freezer") and _frozen(data["freezer"]):
+        return "paused"
+    return "running"
+
+
+def _frozen(path):
+    try:
+        with open(path) as f:
+            return f.read().strip() in ("FROZEN", "1")
+    except OSError:
+        return False
+
+
+def spec_state(data, status):
+    state = {
+        "ociVersion": data["ociVersion"],
+        "id": data["id"],
+        "status": status,
+        "bundle": data["bundle"],
+    }
+    if status != "stopped":
+        state["pid"] = data["pid"]
+    if data.get("annotations"):
+        state["annotations"] = data["annotations"]
+    return state
+
+
+def list_ids(root):
+    try:
+        return sorted(n for n in os.listdir(root) if os.path.isfile(os.path.join(root, n, "state.json")))
+    except FileNotFoundError:
+        return []

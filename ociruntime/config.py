@@ -1,8 +1,8 @@
 """Load a bundle's config.json and validate it before anything is created."""
 
-import json
 import os
 
+from . import fastjson
 from .errors import ConfigError
 
 
@@ -17,7 +17,7 @@ def load(bundle):
     except OSError as e:
         raise ConfigError("", f"{path}: {e.strerror}") from None
     try:
-        config = json.loads(raw)
+        config = fastjson.loads(raw)
     except ValueError as e:
         raise ConfigError("", f"{path}: invalid JSON: {e}") from None
     from .validate import validate_config

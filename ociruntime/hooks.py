@@ -1,8 +1,7 @@
 """Hooks run from the runtime's own namespaces (prestart, createRuntime, poststart,
 poststop), with the failure semantics runtime.md gives each."""
 
-import json
-
+from . import fastjson
 from .errors import OCIError
 from .log import warn
 
@@ -23,7 +22,7 @@ def run(hooks, state, fatal):
         return
     from .native import run_hook
 
-    state_json = json.dumps(state)
+    state_json = fastjson.dumps(state)
     for h in hooks:
         err = run_hook(h, state_json)
         if err:

@@ -2,7 +2,8 @@
 and the parent's half of the sync protocol described in native/oci_native.h."""
 
 import os
-import socket
+
+import _socket
 
 from ._native import ffi, lib
 from .errors import OCIError
@@ -121,7 +122,7 @@ class Init:
     def __init__(self, plan):
         self.plan = plan
         self.pid = None
-        self._sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._sock, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         # The init blocks reading start_r while created; it holds start_w itself, so the
         # read can't see EOF before someone writes the start byte through /proc.
         self.start_r, self.start_w = os.pipe()

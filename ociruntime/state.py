@@ -6,17 +6,16 @@ A container's status is never stored: it is derived from the live init process
 """
 
 import fcntl
-import json
 import os
-import re
 
+from . import fastjson
 from .errors import OCIError
 
-_ID = re.compile(r"^[\w+\-.]+$")
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
 
 def check_id(container_id):
-    if not container_id or not _ID.match(container_id) or container_id in (".", ".."):
+    if not container_id or not _ID_CHARS.issuperset(container_id) or container_id in (".", ".."):
         raise OCIError(f"invalid container id {container_id!r}: use letters, digits, '_', '+', '-' and '.'")
 
 
@@ -55,8 +54,8 @@ class Container:
         if lock:
             fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            with open(os.path.join(path, "state.json")) as f:
-                data = json.load(f)
+            with open(os.path.join(path, "state.json"), "rb") as f:
+                data = fastjson.loads(f.read())
         except (FileNotFoundError, ValueError):
             os.close(fd)
             # Removed while we waited for the lock, or a create that never finished.
@@ -77,7 +76,7 @@ class Container:
     def save(self):
         tmp = os.path.join(self.dir, "state.json.tmp")
         with open(tmp, "w") as f:
-            json.dump(self.data, f)
+            f.write(fastjson.dumps(self.data))
         os.rename(tmp, os.path.join(self.dir, "state.json"))
 
     def remove(self):

@@ -2,9 +2,10 @@
 createContainer hooks done, pid file written — and return."""
 
 import os
-import signal
 
-from .. import SPEC_VERSION, cgroups, config as config_mod, hooks, plan as plan_mod, state
+import _signal
+
+from .. import SPEC_VERSION, cgroups, config as config_mod, fastjson, hooks, plan as plan_mod, state
 from ..errors import OCIError
 from ..log import timestamp, warn
 from ..native import Init
@@ -54,9 +55,7 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
         hook_state = state.spec_state(data, "creating")
         hooks.run(hooks.entries(config, "prestart"), hook_state, fatal=True)
         hooks.run(hooks.entries(config, "createRuntime"), hook_state, fatal=True)
-        import json
-
-        init.send(b"S", json.dumps(state.spec_state(data, "created")).encode())
+        init.send(b"S", fastjson.dumps(state.spec_state(data, "created")).encode())
         init.expect(b"R")
         container.save()
         if pid_file:
@@ -72,7 +71,7 @@ def _undo(container, init, created_cgroups):
     if init is not None:
         if init.pid:
             try:
-                os.kill(init.pid, signal.SIGKILL)
+                os.kill(init.pid, _signal.SIGKILL)
                 os.waitpid(init.pid, 0)
             except (ProcessLookupError, ChildProcessError):
                 pass

@@ -2,8 +2,9 @@
 its processes, cgroups and state directory; then run the poststop hooks."""
 
 import os
-import signal
 import time
+
+import _signal
 
 from .. import cgroups, hooks, state
 from ..errors import OCIError
@@ -16,7 +17,7 @@ def _kill_all(container):
         pids.add(data["pid"])
     for pid in pids:
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, _signal.SIGKILL)
         except ProcessLookupError:
             pass
 

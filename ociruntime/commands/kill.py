@@ -1,7 +1,8 @@
 """kill: send a signal to the container's init (or, with --all, every process in it)."""
 
 import os
-import signal
+
+import _signal
 
 from .. import cgroups, state
 from ..errors import OCIError
@@ -14,14 +15,14 @@ def parse_signal(value):
     name = value.upper()
     if not name.startswith("SIG"):
         name = "SIG" + name
-    sig = getattr(signal.Signals, name, None) if name.isidentifier() else None
-    if sig is None:
-        if name.startswith("SIGRTMIN+") and name[9:].isdigit():
-            return signal.SIGRTMIN + int(name[9:])
-        if name.startswith("SIGRTMAX-") and name[9:].isdigit():
-            return signal.SIGRTMAX - int(name[9:])
-        raise OCIError(f"invalid signal {value!r}")
-    return int(sig)
+    sig = getattr(_signal, name, None) if name.isidentifier() and not name.startswith("SIG_") else None
+    if isinstance(sig, int):
+        return sig
+    if name.startswith("SIGRTMIN+") and name[9:].isdigit():
+        return _signal.SIGRTMIN + int(name[9:])
+    if name.startswith("SIGRTMAX-") and name[9:].isdigit():
+        return _signal.SIGRTMAX - int(name[9:])
+    raise OCIError(f"invalid signal {value!r}")
 
 
 def send_signal(container, sig, all_processes=False):
@@ -41,7 +42,7 @@ def send_signal(container, sig, all_processes=False):
     try:
         if container.status() == "stopped":
             raise OCIError("container not running")
-        signal.pidfd_send_signal(pidfd, sig)
+        _signal.pidfd_send_signal(pidfd, sig)
     finally:
         os.close(pidfd)
 

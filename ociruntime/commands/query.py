@@ -1,9 +1,8 @@
 """state and list: what runc prints about containers."""
 
-import json
 import sys
 
-from .. import state
+from .. import fastjson, state
 
 
 def runc_state(container):
@@ -18,7 +17,7 @@ def runc_state(container):
 
 def state_main(root, container_id):
     with state.Container.load(root, container_id, lock=False) as container:
-        sys.stdout.write(json.dumps(runc_state(container), indent=2) + "\n")
+        sys.stdout.write(fastjson.dumps(runc_state(container), indent="  ") + "\n")
 
 
 def list_main(root, fmt="table", quiet=False):
@@ -33,7 +32,7 @@ def list_main(root, fmt="table", quiet=False):
         sys.stdout.write("".join(r["id"] + "\n" for r in rows))
     elif fmt == "json":
         keys = ("ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner", "annotations")
-        sys.stdout.write(json.dumps([{k: r[k] for k in keys if k in r} for r in rows]) + "\n")
+        sys.stdout.write(fastjson.dumps([{k: r[k] for k in keys if k in r} for r in rows]) + "\n")
     else:
         table = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         table += [(r["id"], str(r["pid"]), r["status"], r["bundle"], r["created"], r["owner"]) for r in rows]

@@ -2,8 +2,8 @@
 (128 + signal when it was killed), forwarding signals to it meanwhile."""
 
 import os
-import signal
-import uuid
+
+import _signal as signal
 
 from .. import state
 from . import create as create_cmd, delete as delete_cmd, start as start_cmd
@@ -15,7 +15,7 @@ _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, sign
 def resolve_id(container_id, bundle):
     """`run bundle/`: an argument that looks like a bundle is one, and the id is made up."""
     if container_id and ("/" in container_id or os.path.isfile(os.path.join(container_id, "config.json"))):
-        return f"{os.path.basename(os.path.normpath(container_id))}-{uuid.uuid4().hex[:12]}", container_id
+        return f"{os.path.basename(os.path.normpath(container_id))}-{os.urandom(6).hex()}", container_id
     return container_id, bundle
 
 

@@ -1,0 +1,36 @@
+#!/bin/bash
+# Set up a fresh Debian machine for ociruntime: system packages, a virtualenv in
+# .venv built from Debian's python3 (faster to start than others here), the package
+# with its C helper, and the fast launcher /usr/local/bin/ociruntime.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES="busybox-static libseccomp-dev runc python3-venv python3-dev libffi-dev gcc hyperfine"
+missing=""
+for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "setup: installing$missing"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi
+
+if [ ! -x .venv/bin/python3 ]; then
+    /usr/bin/python3 -m venv .venv
+fi
+.venv/bin/pip install -q --upgrade pip >/dev/null
+.venv/bin/pip install -q . pytest ruff hypothesis
+rm -rf build ./*.egg-info
+
+# The launcher skips site (-I -S) and finds the package itself: ~3 ms less per call.
+site=$(.venv/bin/python3 -I -c 'import ociruntime, os; print(os.path.dirname(os.path.dirname(ociruntime.__file__)))')
+cat > /usr/local/bin/ociruntime <<LAUNCHER
+#!$PWD/.venv/bin/python3 -IS
+import sys
+sys.path.append("$site")
+from ociruntime.main import entry
+entry()
+LAUNCHER
+chmod 755 /usr/local/bin/ociruntime
+echo "setup: $(/usr/local/bin/ociruntime --version | head -1) at /usr/local/bin/ociruntime"

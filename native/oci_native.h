@@ -101,6 +101,7 @@ struct oci_plan {
     int no_new_keyring;
     int sync_fd;                /* child's end of the SOCK_SEQPACKET pair */
     int start_fd;               /* read end of the start pipe: the init blocks on it while "created" */
+    int start_wfd;              /* its write end, held by the init so the read can't see EOF */
 };
 
 /*

@@ -174,6 +174,30 @@ static const char *find_program(const struct oci_process *p, char *buf, size_t l
     oci_fail(0, "process.args[0]: executable file %s not found in $PATH", name);
 }
 
+/* Close every inherited fd but stdio, the preserved ones and our own three, so
+ * nothing of the caller's (its state-dir lock, its sockets) outlives create. */
+static void close_inherited(const struct oci_plan *plan)
+{
+    int keep[3] = {plan->sync_fd, plan->start_fd, plan->start_wfd}, i, j, lo = 3 + plan->preserve_fds;
+
+    for (i = 0; i < 3; i++)
+        for (j = i + 1; j < 3; j++)
+            if (keep[j] < keep[i]) {
+                int t = keep[i];
+                keep[i] = keep[j];
+                keep[j] = t;
+            }
+    for (i = 0; i < 3; i++) {
+        if (keep[i] < lo)
+            continue;
+        if (keep[i] > lo && syscall(SYS_close_range, lo, keep[i] - 1, 0) < 0)
+            oci_fail(1, "close_range");
+        lo = keep[i] + 1;
+    }
+    if (syscall(SYS_close_range, lo, ~0U, 0) < 0)
+        oci_fail(1, "close_range");
+}
+
 static void run_init(const struct oci_plan *plan)
 {
     const struct oci_process *p = &plan->process;
@@ -183,6 +207,8 @@ static void run_init(const struct oci_plan *plan)
     int i, rc;
 
     oci_report_fd = plan->sync_fd;
+    close_inherited(plan);
+    prctl(PR_SET_NAME, "ociruntime:init", 0, 0, 0);
     expect(plan->sync_fd, 'G');
     if (plan->userns && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
         oci_fail(1, "linux.uidMappings: become root in the user namespace");

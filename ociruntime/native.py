@@ -79,7 +79,7 @@ def _fill_process(k, c, p):
     c.hooks = k.hooks(p["start_hooks"])
 
 
-def _c_plan(plan, sync_fd, start_fd):
+def _c_plan(plan, sync_fd, start_fds):
     k = _Keeper()
     c = ffi.new("struct oci_plan *")
     k.objs.append(c)
@@ -112,7 +112,7 @@ def _c_plan(plan, sync_fd, start_fd):
     c.preserve_fds = plan["preserve_fds"]
     c.no_new_keyring = int(plan["no_new_keyring"])
     c.sync_fd = sync_fd
-    c.start_fd = start_fd
+    c.start_fd, c.start_wfd = start_fds
     return c, k
 
 
@@ -126,7 +126,7 @@ class Init:
         # The init blocks reading start_r while created; it holds start_w itself, so the
         # read can't see EOF before someone writes the start byte through /proc.
         self.start_r, self.start_w = os.pipe()
-        c, keep = _c_plan(plan, child.fileno(), self.start_r)
+        c, keep = _c_plan(plan, child.fileno(), (self.start_r, self.start_w))
         stage1 = lib.oci_spawn(c)
         del keep
         child.close()

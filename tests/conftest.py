@@ -1,0 +1,142 @@
+"""Shared fixtures: a busybox rootfs built once per session, bundles made from it,
+and a runtime driver that runs the real ``ociruntime`` binary with its own --root.
+
+Every test that creates containers is checked afterwards for leftovers: state
+directories, mounts of its bundles, cgroups named after its containers, processes.
+"""
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
+import busybox_bundle  # noqa: E402
+
+from ociruntime.spec import default_config  # noqa: E402
+
+RUNTIME = os.environ.get("OCIRUNTIME") or shutil.which("ociruntime") or "/usr/local/bin/ociruntime"
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.geteuid() != 0:
+        skip = pytest.mark.skip(reason="needs root: real containers")
+        for item in items:
+            if "root" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def rootfs_template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("template") / "rootfs"
+    busybox_bundle.make_rootfs(str(path))
+    return path
+
+
+class Bundle:
+    """A bundle directory with a config dict that is written on ``write()``."""
+
+    def __init__(self, path, config):
+        self.path = path
+        self.config = config
+
+    @property
+    def rootfs(self):
+        return self.path / "rootfs"
+
+    def write(self):
+        (self.path / "config.json").write_text(json.dumps(self.config, indent=2))
+        return self
+
+
+@pytest.fixture
+def make_bundle(tmp_path, rootfs_template):
+    """make_bundle(*args) -> Bundle running ``args`` with runc's default spec, no terminal."""
+    counter = [0]
+
+    def make(*args, **top):
+        counter[0] += 1
+        path = tmp_path / f"bundle{counter[0]}"
+        path.mkdir()
+        shutil.copytree(rootfs_template, path / "rootfs", symlinks=True)
+        config = copy.deepcopy(default_config())
+        config["process"]["terminal"] = False
+        config["process"]["args"] = list(args) or ["true"]
+        config.update(top)
+        return Bundle(path, config).write()
+
+    return make
+
+
+class Runtime:
+    """Runs the real binary with a private --root; remembers ids for the leak check."""
+
+    def __init__(self, root):
+        self.root = str(root)
+        self.ids = set()
+
+    def __call__(self, *args, check=True, input=None, timeout=60, env=None):
+        """Run one command. Output goes through files, not pipes: a created container
+        inherits the runtime's stdio and would hold a pipe open until it exits."""
+        cmd = [RUNTIME, "--root", self.root, *[str(a) for a in args]]
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            code = subprocess.run(cmd, stdout=out, stderr=err, text=True, input=input, timeout=timeout,
+                                  env=env, stdin=None if input is not None else subprocess.DEVNULL).returncode
+            out.seek(0)
+            err.seek(0)
+            proc = subprocess.CompletedProcess(cmd, code, out.read(), err.read())
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{cmd} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return proc
+
+    def new_id(self, prefix="t"):
+        cid = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        self.ids.add(cid)
+        return cid
+
+    def state(self, cid):
+        return json.loads(self("state", cid).stdout)
+
+    def run_output(self, bundle, cid=None):
+        """`run` the bundle; return (exit code, stdout, stderr)."""
+        cid = cid or self.new_id()
+        proc = self("run", "--bundle", bundle.path, cid, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+
+
+def leftovers(runtime, tmp_path):
+    """What a finished test left behind: the empty list when nothing."""
+    found = []
+    if os.path.isdir(runtime.root):
+        found += [f"state dir {n}" for n in os.listdir(runtime.root)]
+    with open("/proc/self/mountinfo") as f:
+        found += [f"mount {line.split()[4]}" for line in f if str(tmp_path) in line.split()[4]]
+    for cid in runtime.ids:
+        for base, dirs, _ in os.walk("/sys/fs/cgroup"):
+            found += [f"cgroup {os.path.join(base, d)}" for d in dirs if d == cid]
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                root = os.readlink(f"/proc/{pid}/root")
+            except OSError:
+                continue
+            if root.startswith(str(tmp_path)):
+                found.append(f"process {pid} rooted at {root}")
+    return found
+
+
+@pytest.fixture
+def runtime(tmp_path):
+    rt = Runtime(tmp_path / "state")
+    yield rt
+    left = leftovers(rt, tmp_path)
+    # Clean up so one failure doesn't cascade, then fail on what was found.
+    for cid in rt.ids:
+        rt("delete", "--force", cid, check=False)
+    assert not left, f"left behind: {left}"

@@ -1,0 +1,170 @@
+"""The lifecycle of runtime.md with real containers: create, start, state, kill, delete, run."""
+
+import os
+import time
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+
+def wait_status(runtime, cid, status, timeout=5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if runtime.state(cid)["status"] == status:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{cid} never became {status}: {runtime.state(cid)}")
+
+
+def test_run_prints_and_exits_with_status(runtime, make_bundle):
+    bundle = make_bundle("sh", "-c", "echo hello; exit 3")
+    code, out, err = runtime.run_output(bundle)
+    assert (code, out) == (3, "hello\n"), err
+
+
+def test_run_killed_by_signal_gives_128_plus_signal(runtime, make_bundle):
+    """pid 1 can't be killed from inside its namespace: kill it from outside while `run` waits."""
+    import subprocess
+
+    from conftest import RUNTIME
+
+    bundle = make_bundle("sleep", "100")
+    cid = runtime.new_id()
+    proc = subprocess.Popen([RUNTIME, "--root", runtime.root, "run", "--bundle", bundle.path, cid],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 5
+    while runtime("state", cid, check=False).returncode != 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    wait_status(runtime, cid, "running")
+    runtime("kill", cid, "KILL")
+    assert proc.wait(timeout=10) == 137, proc.stderr.read()
+
+
+def test_create_start_state_delete(runtime, make_bundle, tmp_path):
+    bundle = make_bundle("sh", "-c", "echo started > /tmp/marker; sleep 30")
+    bundle.config["root"]["readonly"] = False
+    bundle.write()
+    cid = runtime.new_id()
+    pid_file = tmp_path / "pid"
+    runtime("create", "--bundle", bundle.path, "--pid-file", pid_file, cid)
+    state = runtime.state(cid)
+    assert state["status"] == "created"
+    assert state["id"] == cid and state["bundle"] == str(bundle.path)
+    assert int(pid_file.read_text()) == state["pid"]
+    assert not (bundle.rootfs / "tmp/marker").exists(), "the user program ran before start"
+    runtime("start", cid)
+    wait_status(runtime, cid, "running")
+    deadline = time.monotonic() + 5
+    while not (bundle.rootfs / "tmp/marker").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert (bundle.rootfs / "tmp/marker").read_text() == "started\n"
+    proc = runtime("delete", cid, check=False)
+    assert proc.returncode != 0 and "not stopped" in proc.stderr
+    assert runtime.state(cid)["status"] == "running", "a refused delete must leave the container alone"
+    runtime("kill", cid, "KILL")
+    wait_status(runtime, cid, "stopped")
+    assert runtime.state(cid)["pid"] == 0
+    runtime("delete", cid)
+    proc = runtime("state", cid, check=False)
+    assert proc.returncode != 0 and "does not exist" in proc.stderr
+
+
+def test_start_twice_fails(runtime, make_bundle):
+    bundle = make_bundle("sleep", "30")
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundle.path, cid)
+    runtime("start", cid)
+    proc = runtime("start", cid, check=False)
+    assert proc.returncode != 0 and "not created" in proc.stderr
+    runtime("delete", "--force", cid)
+
+
+@pytest.mark.parametrize("sig", ["TERM", "SIGTERM", "15", "sigterm"])
+def test_kill_signal_spellings(runtime, make_bundle, sig):
+    bundle = make_bundle("sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.05; done")
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundle.path, cid)
+    runtime("start", cid)
+    wait_status(runtime, cid, "running")
+    time.sleep(0.1)  # let the shell install its trap
+    runtime("kill", cid, sig)
+    wait_status(runtime, cid, "stopped")
+    runtime("delete", cid)
+
+
+def test_kill_default_is_term_and_all_reaches_every_process(runtime, make_bundle):
+    bundle = make_bundle("sh", "-c", "sleep 100 & sleep 100 & wait")
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundle.path, cid)
+    runtime("start", cid)
+    wait_status(runtime, cid, "running")
+    runtime("kill", "--all", cid, "KILL")
+    wait_status(runtime, cid, "stopped")
+    runtime("delete", cid)
+
+
+def test_delete_force_kills_running_container(runtime, make_bundle):
+    bundle = make_bundle("sleep", "100")
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundle.path, cid)
+    runtime("start", cid)
+    pid = runtime.state(cid)["pid"]
+    runtime("delete", "--force", cid)
+    assert not os.path.exists(f"/proc/{pid}/cmdline") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def test_delete_force_of_created_container(runtime, make_bundle):
+    bundle = make_bundle("true")
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundle.path, cid)
+    runtime("delete", "--force", cid)
+
+
+def test_list_shows_containers(runtime, make_bundle):
+    import json
+
+    bundle = make_bundle("sleep", "100")
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundle.path, cid)
+    table = runtime("list").stdout.splitlines()
+    assert table[0].split() == ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+    assert table[1].split()[:3] == [cid, str(runtime.state(cid)["pid"]), "created"]
+    listed = json.loads(runtime("list", "--format", "json").stdout)
+    assert [c["id"] for c in listed] == [cid] and listed[0]["status"] == "created"
+    assert runtime("list", "-q").stdout == cid + "\n"
+    runtime("delete", "--force", cid)
+
+
+def test_run_with_bundle_path_makes_up_an_id(runtime, make_bundle):
+    bundle = make_bundle("echo", "ok")
+    proc = runtime("run", str(bundle.path) + "/")
+    assert proc.stdout == "ok\n"
+
+
+def test_duplicate_id_refused_and_first_container_untouched(runtime, make_bundle):
+    bundle = make_bundle("sleep", "100")
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundle.path, cid)
+    proc = runtime("create", "--bundle", bundle.path, cid, check=False)
+    assert proc.returncode != 0 and "already exists" in proc.stderr
+    assert runtime.state(cid)["status"] == "created"
+    runtime("delete", "--force", cid)
+
+
+def test_state_is_safe_against_pid_reuse(runtime, make_bundle, tmp_path):
+    """A stale pid that now belongs to another process must not look alive."""
+    import json
+
+    bundle = make_bundle("true")
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundle.path, cid)
+    state_file = tmp_path / "state" / cid / "state.json"
+    data = json.loads(state_file.read_text())
+    real_pid = data["pid"]
+    data["pid"] = os.getpid()  # alive, but not the init we started
+    state_file.write_text(json.dumps(data))
+    assert runtime.state(cid)["status"] == "stopped"
+    data["pid"] = real_pid
+    state_file.write_text(json.dumps(data))
+    runtime("delete", "--force", cid)

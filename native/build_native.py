@@ -9,7 +9,7 @@ import os
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["spawn.c", "rootfs.c", "util.c"]
+SOURCES = ["spawn.c", "rootfs.c", "seccomp.c", "util.c"]
 
 
 def _declarations():
@@ -26,6 +26,7 @@ ffibuilder.set_source(
     '#include "oci_native.h"',
     sources=[os.path.join(HERE, s) for s in SOURCES],
     include_dirs=[HERE],
+    libraries=["seccomp"],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"],
 )
 

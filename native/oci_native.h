@@ -64,6 +64,31 @@ struct oci_rlimit {
     unsigned long long soft, hard;
 };
 
+/* A seccomp filter for libseccomp; actions and operators are libseccomp's own
+ * ABI values (SCMP_ACT_*, SCMP_CMP_*), computed by Python. */
+struct oci_seccomp_arg {
+    unsigned int index;
+    int op;
+    unsigned long long value, value_two;
+};
+
+struct oci_seccomp_rule {
+    const char *name;           /* a syscall libseccomp doesn't know is skipped, as runc does */
+    unsigned int action;
+    int nargs;
+    const struct oci_seccomp_arg *args;
+};
+
+struct oci_seccomp {
+    int enabled;
+    unsigned int default_action;
+    int narchs;
+    const char *const *archs;   /* libseccomp arch names: "x86_64", "x86", "x32" */
+    int tsync, log, spec_allow; /* filter flags */
+    int nrules;
+    const struct oci_seccomp_rule *rules;
+};
+
 struct oci_process {
     const char *const *argv;    /* NULL-terminated; argv[0] searched in PATH of envp if it has no '/' */
     const char *const *envp;
@@ -79,6 +104,8 @@ struct oci_process {
     int no_new_privs;
     int oom_score_adj;
     int set_oom_score_adj;
+    struct oci_seccomp seccomp; /* loaded last before exec, or before dropping privileges
+                                   when no_new_privs is off (it needs CAP_SYS_ADMIN then) */
     int nhooks;                 /* startContainer hooks, run after start, before exec */
     const struct oci_hook *hooks;
 };

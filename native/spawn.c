@@ -114,6 +114,9 @@ static void finalize_process(const struct oci_plan *plan)
     }
     if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         oci_fail(1, "process.noNewPrivileges");
+    oci_prepare_seccomp(&p->seccomp);
+    if (!p->no_new_privs)
+        oci_load_seccomp(); /* needs CAP_SYS_ADMIN: before the caps go */
     /* Only the fds the caller asked to preserve cross the exec. */
     for (i = 3; i < 3 + plan->preserve_fds; i++) {
         int fl = fcntl(i, F_GETFD);
@@ -242,6 +245,8 @@ static void run_init(const struct oci_plan *plan)
             oci_fail(0, "hooks.startContainer[%d]: %s", i, err);
     }
     oci_reset_signals();
+    if (p->no_new_privs)
+        oci_load_seccomp(); /* as late as possible: only execve runs under it here */
     execve(path, (char *const *)p->argv, (char *const *)p->envp);
     oci_fail(1, "exec %s", path);
 }

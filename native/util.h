@@ -28,4 +28,8 @@ void oci_reset_signals(void);
 /* Run the plan's steps in order; `hooks_point` is called at OCI_STEP_HOOKS. */
 void oci_run_steps(const struct oci_plan *plan, void (*hooks_point)(const struct oci_plan *));
 
+/* Build the seccomp filter (errors surface before "created"), then load it. */
+void oci_prepare_seccomp(const struct oci_seccomp *s);
+void oci_load_seccomp(void);
+
 #endif

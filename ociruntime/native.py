@@ -75,8 +75,31 @@ def _fill_process(k, c, p):
     if p["oom_score_adj"] is not None:
         c.set_oom_score_adj = 1
         c.oom_score_adj = p["oom_score_adj"]
+    if p["seccomp"] is not None:
+        _fill_seccomp(k, c.seccomp, p["seccomp"])
     c.nhooks = len(p["start_hooks"])
     c.hooks = k.hooks(p["start_hooks"])
+
+
+def _fill_seccomp(k, c, s):
+    c.enabled = 1
+    c.default_action = s["default_action"]
+    c.narchs = len(s["archs"])
+    c.archs = k.strv(s["archs"])
+    c.tsync = int(s["flags"].get("tsync", False))
+    c.log = int(s["flags"].get("log", False))
+    c.spec_allow = int(s["flags"].get("spec_allow", False))
+    rules = k.array("struct oci_seccomp_rule", len(s["rules"]))
+    for i, r in enumerate(s["rules"]):
+        rules[i].name = k.str(r["name"])
+        rules[i].action = r["action"]
+        rules[i].nargs = len(r["args"])
+        args = k.array("struct oci_seccomp_arg", len(r["args"]))
+        for j, (index, op, value, value_two) in enumerate(r["args"]):
+            args[j].index, args[j].op, args[j].value, args[j].value_two = index, op, value, value_two
+        rules[i].args = args
+    c.nrules = len(s["rules"])
+    c.rules = rules
 
 
 def _c_plan(plan, sync_fd, start_fds):

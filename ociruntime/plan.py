@@ -10,13 +10,13 @@ import os
 
 from .errors import ConfigError
 from .hooks import entries as hook_entries
-from .linux import capabilities, devices, mountopts, namespaces, rlimits
+from .linux import capabilities, devices, mountopts, namespaces, rlimits, seccomp
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Fields whose settings are security- or resource-relevant and not implemented yet:
 # refused with an error rather than silently ignored.
-_UNSUPPORTED_LINUX = ("seccomp", "intelRdt", "netDevices", "personality", "memoryPolicy", "mountLabel")
+_UNSUPPORTED_LINUX = ("intelRdt", "netDevices", "personality", "memoryPolicy", "mountLabel")
 _UNSUPPORTED_PROCESS = ("apparmorProfile", "selinuxLabel", "scheduler", "ioPriority", "execCPUAffinity")
 
 
@@ -67,7 +67,7 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
         "rootfs": rootfs,
         "steps": _steps(config, linux, bundle, rootfs, ns_new, userns, no_pivot, cgroup_paths or {}),
         "create_hooks": hook_entries(config, "createContainer"),
-        "process": _process(process, hook_entries(config, "startContainer")),
+        "process": _process(process, hook_entries(config, "startContainer"), _seccomp(linux)),
         "preserve_fds": preserve_fds,
         "no_new_keyring": no_new_keyring,
         "device_rules": devices.cgroup_rules((linux.get("resources") or {}).get("devices") or []),
@@ -245,7 +245,17 @@ def _device_steps(linux, userns):
     return out
 
 
-def _process(process, start_hooks):
+def _seccomp(linux):
+    if linux.get("seccomp") is None:
+        return None
+    try:
+        return seccomp.build(linux["seccomp"])
+    except ValueError as e:
+        path, msg = str(e).split(": ", 1)
+        raise ConfigError(path, msg) from None
+
+
+def _process(process, start_hooks, seccomp_filter):
     user = process.get("user") or {}
     caps = process.get("capabilities")
     masks = {}
@@ -289,4 +299,5 @@ def _process(process, start_hooks):
         "no_new_privs": bool(process.get("noNewPrivileges")),
         "oom_score_adj": process.get("oomScoreAdj"),
         "start_hooks": start_hooks,
+        "seccomp": seccomp_filter,
     }

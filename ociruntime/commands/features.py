@@ -4,7 +4,7 @@ import json
 import sys
 
 from .. import SPEC_VERSION
-from ..linux import capabilities, mountopts, namespaces
+from ..linux import capabilities, mountopts, namespaces, seccomp
 
 
 def features():
@@ -18,7 +18,14 @@ def features():
             "namespaces": sorted(namespaces.FLAGS),
             "capabilities": capabilities.NAMES,
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": False},
-            "seccomp": {"enabled": False},
+            "seccomp": {
+                "enabled": True,
+                "actions": sorted(seccomp.ACTIONS),
+                "operators": sorted(seccomp.OPERATORS),
+                "archs": ["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32"],
+                "knownFlags": sorted(seccomp.FLAGS),
+                "supportedFlags": sorted(seccomp.FLAGS),
+            },
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},

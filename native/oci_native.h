@@ -22,7 +22,7 @@
 #define OCI_STEP_SYMLINK        3  /* symlink(src, dst) unless dst exists */
 #define OCI_STEP_HOOKS          4  /* tell the parent (prestart + createRuntime run there), wait for the
                                       state JSON, then run the plan's createContainer hooks */
-#define OCI_STEP_PIVOT          5  /* pivot_root into the rootfs (or chroot if flags != 0) */
+#define OCI_STEP_PIVOT          5  /* enter the rootfs; flags: OCI_PIVOT_* */
 #define OCI_STEP_SYSCTL         6  /* write src to dst (a /proc/sys path) */
 #define OCI_STEP_READONLY       7  /* bind dst on itself and remount it read-only (missing: skipped) */
 #define OCI_STEP_MASK           8  /* cover dst: /dev/null on a file, read-only empty tmpfs on a dir */
@@ -32,6 +32,10 @@
 #define OCI_STEP_PROPAGATION   12  /* mount(NULL, dst, NULL, propagation): "/" before PIVOT means the host root */
 #define OCI_STEP_BIND_ROOTFS   13  /* bind the rootfs onto itself (recursive) so pivot_root can use it */
 #define OCI_STEP_MKDIR         14  /* make dst (and its parents) a directory */
+
+#define OCI_PIVOT_ROOT          0  /* pivot_root and detach the old root */
+#define OCI_PIVOT_MOVE          1  /* move the rootfs mount onto / and chroot (--no-pivot) */
+#define OCI_PIVOT_CHROOT        2  /* chroot only: no mount namespace of our own */
 
 struct oci_step {
     int op;
@@ -147,6 +151,9 @@ struct oci_plan {
 /* Fork stage 1, which joins namespaces and clones the init. Returns stage 1's
  * pid (reap it) or -errno. */
 int oci_spawn(const struct oci_plan *plan);
+
+/* Lazily detach the mount at path (umount2 MNT_DETACH). Returns 0 or -errno. */
+int oci_detach_mount(const char *path);
 
 /* Run one hook from the caller's namespaces with `state` on stdin. Returns the
  * wait status, -ETIMEDOUT after killing a hook that ran over, or -errno. */

@@ -146,11 +146,16 @@ static void do_symlink(int rootfd, const struct oci_step *s)
     close(pfd);
 }
 
-static void do_pivot(const char *rootfs, int chroot_only)
+static void do_pivot(const char *rootfs, unsigned long how)
 {
     int oldroot, newroot;
 
-    if (chroot_only) {
+    if (how == OCI_PIVOT_CHROOT) {
+        if (chdir(rootfs) < 0 || chroot(".") < 0 || chdir("/") < 0)
+            oci_fail(1, "root.path: chroot %s", rootfs);
+        return;
+    }
+    if (how == OCI_PIVOT_MOVE) {
         if (chdir(rootfs) < 0 || mount(rootfs, "/", NULL, MS_MOVE, NULL) < 0 || chroot(".") < 0 || chdir("/") < 0)
             oci_fail(1, "root.path: move %s to / and chroot", rootfs);
         return;
@@ -275,7 +280,7 @@ void oci_run_steps(const struct oci_plan *plan, void (*hooks_point)(const struct
             break;
         case OCI_STEP_PIVOT:
             close(rootfd);
-            do_pivot(plan->rootfs, s->flags != 0);
+            do_pivot(plan->rootfs, s->flags);
             rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
             if (rootfd < 0)
                 oci_fail(1, "open the new root");

@@ -21,10 +21,6 @@
 
 #include "util.h"
 
-#ifndef CLOSE_RANGE_CLOEXEC
-#define CLOSE_RANGE_CLOEXEC (1U << 2)
-#endif
-
 static char state_json[65536];
 
 static pid_t raw_clone(unsigned long flags)
@@ -117,14 +113,13 @@ static void finalize_process(const struct oci_plan *plan)
     oci_prepare_seccomp(&p->seccomp);
     if (!p->no_new_privs)
         oci_load_seccomp(); /* needs CAP_SYS_ADMIN: before the caps go */
-    /* Only the fds the caller asked to preserve cross the exec. */
+    /* The preserved fds cross the exec; close_inherited() closed the rest but our
+     * own, which are close-on-exec. */
     for (i = 3; i < 3 + plan->preserve_fds; i++) {
         int fl = fcntl(i, F_GETFD);
         if (fl >= 0)
             fcntl(i, F_SETFD, fl & ~FD_CLOEXEC);
     }
-    if (syscall(SYS_close_range, 3 + plan->preserve_fds, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
-        oci_fail(1, "close_range");
     if (p->set_caps) {
         for (i = 0; i <= last; i++)
             if (!((p->cap_bounding >> i) & 1) && prctl(PR_CAPBSET_DROP, i, 0, 0, 0) < 0)

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -130,4 +131,9 @@ void oci_reset_signals(void)
         sigaction(sig, &sa, NULL); /* fails harmlessly for SIGKILL, SIGSTOP and RT internals */
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
+}
+
+int oci_detach_mount(const char *path)
+{
+    return umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 ? -errno : 0;
 }

@@ -212,3 +212,10 @@ def run_hook(hook, state_json):
     err = ffi.new("char[]", 512)
     rc = lib.oci_run_hook(c, state_json.encode(), err, 512)
     return None if rc == 0 else ffi.string(err).decode(errors="replace")
+
+
+def detach_mount(path):
+    """umount2(path, MNT_DETACH); a mount already gone is not an error."""
+    rc = lib.oci_detach_mount(path.encode())
+    if rc < 0 and -rc not in (2, 22):  # ENOENT, EINVAL: not (any longer) a mount point
+        raise OCIError(f"unmount {path}: {os.strerror(-rc)}")

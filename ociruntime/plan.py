@@ -12,6 +12,7 @@ from .errors import ConfigError
 from .hooks import entries as hook_entries
 from .linux import capabilities, devices, mountopts, namespaces, rlimits, seccomp
 
+PIVOT_ROOT, PIVOT_MOVE, PIVOT_CHROOT = 0, 1, 2  # OCI_PIVOT_* of native/oci_native.h
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Fields whose settings are security- or resource-relevant and not implemented yet:
@@ -35,14 +36,13 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
         raise ConfigError("process", "is required to create a container")
     _refuse_unsupported(config, linux, process)
 
-    ns_new, joins = _namespaces(linux)
-    userns = "user" in ns_new
-    if "mount" not in ns_new and not any(t == "mount" for t, _ in joins):
-        raise ConfigError("linux.namespaces", "a mount namespace is required")
-    if config.get("hostname") and "uts" not in ns_new:
-        raise ConfigError("hostname", "needs a new uts namespace")
-    if config.get("domainname") and "uts" not in ns_new:
-        raise ConfigError("domainname", "needs a new uts namespace")
+    ns_new, joined = _namespaces(linux)
+    joins = [(path, namespaces.FLAGS[t]) for t, path in joined]
+    ns_all = set(ns_new) | {t for t, _ in joined}
+    userns = "user" in ns_all
+    for field in ("hostname", "domainname"):
+        if config.get(field) and "uts" not in ns_all:
+            raise ConfigError(field, "needs a uts namespace (runc refuses to change the host's too)")
 
     root = config.get("root") or {}
     rootfs = os.path.join(bundle, root.get("path", "rootfs"))
@@ -62,10 +62,11 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
         "timens_offsets": _time_offsets(linux) if "time" in ns_new else None,
         "joins": joins,
         "userns": userns,
-        "uid_map": _id_map(linux.get("uidMappings"), "linux.uidMappings") if userns else None,
-        "gid_map": _id_map(linux.get("gidMappings"), "linux.gidMappings") if userns else None,
+        "uid_map": _id_map(linux.get("uidMappings"), "linux.uidMappings") if "user" in ns_new else None,
+        "gid_map": _id_map(linux.get("gidMappings"), "linux.gidMappings") if "user" in ns_new else None,
         "rootfs": rootfs,
-        "steps": _steps(config, linux, bundle, rootfs, ns_new, userns, no_pivot, cgroup_paths or {}),
+        "steps": _steps(config, linux, bundle, rootfs, ns_new, ns_all, userns, no_pivot, cgroup_paths or {}),
+        "host_mounts": "mount" not in ns_all,
         "create_hooks": hook_entries(config, "createContainer"),
         "process": _process(process, hook_entries(config, "startContainer"), _seccomp(linux)),
         "preserve_fds": preserve_fds,
@@ -102,7 +103,7 @@ def _namespaces(linux):
         else:
             new.append(t)
     joins.sort(key=lambda j: namespaces.JOIN_ORDER.index(j[0]))
-    return new, [(path, namespaces.FLAGS[t]) for t, path in joins]
+    return new, joins
 
 
 def _id_map(mappings, label):
@@ -121,7 +122,7 @@ def _time_offsets(linux):
     return "".join(lines) or None
 
 
-def _steps(config, linux, bundle, rootfs, ns_new, userns, no_pivot, cgroup_paths):
+def _steps(config, linux, bundle, rootfs, ns_new, ns_all, userns, no_pivot, cgroup_paths):
     mounts = config.get("mounts") or []
     steps = []
     if "mount" in ns_new:
@@ -138,7 +139,9 @@ def _steps(config, linux, bundle, rootfs, ns_new, userns, no_pivot, cgroup_paths
     cwd = config["process"].get("cwd", "/")
     steps.append(step("mkdir", "process.cwd", dst=cwd))
     steps.append(step("hooks", "hooks"))
-    steps.append(step("pivot", "root.path", flags=1 if no_pivot else 0))
+    # Without a mount namespace of our own there is nothing to pivot: chroot (runc's choice).
+    how = PIVOT_CHROOT if "mount" not in ns_all else PIVOT_MOVE if no_pivot else PIVOT_ROOT
+    steps.append(step("pivot", "root.path", flags=how))
 
     for key, value in (linux.get("sysctl") or {}).items():
         steps.append(step("sysctl", f"linux.sysctl.{key}", dst="/proc/sys/" + key.replace(".", "/"), src=value))

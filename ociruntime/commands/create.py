@@ -42,9 +42,10 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
             "start_fd": init.start_r,
             "start_pipe": os.readlink(f"/proc/self/fd/{init.start_r}"),
             "cgroup_paths": cgroup_paths,
+            "host_mounts": plan["host_mounts"],
             "hooks": {name: hooks.entries(config, name) for name in ("poststart", "poststop")},
         })
-        if plan["userns"]:
+        if plan["uid_map"]:
             init.write_id_maps()
         data["cgroups_created"] = created_cgroups
         cgroups.create(cgroup_paths, init.pid, plan["device_rules"], created_cgroups)

@@ -48,6 +48,9 @@ void oci_prepare_seccomp(const struct oci_seccomp *s)
     ctx = seccomp_init(s->default_action);
     if (!ctx)
         oci_fail(0, "linux.seccomp: seccomp_init failed");
+    /* libseccomp sets no_new_privs by default; that is process.noNewPrivileges' call. */
+    if (seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0) < 0)
+        oci_fail(0, "linux.seccomp: clear SCMP_FLTATR_CTL_NNP");
     for (i = 0; i < s->narchs; i++) {
         uint32_t arch = seccomp_arch_resolve_name(s->archs[i]);
         if (arch == 0)

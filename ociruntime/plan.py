@@ -10,6 +10,7 @@ import os
 
 from .errors import ConfigError
 from .hooks import entries as hook_entries
+from .log import warn
 from .linux import capabilities, devices, mountopts, namespaces, rlimits, seccomp
 
 PIVOT_ROOT, PIVOT_MOVE, PIVOT_CHROOT = 0, 1, 2  # OCI_PIVOT_* of native/oci_native.h
@@ -183,7 +184,8 @@ def _mount_steps(m, label, bundle, cgroupns, cgroup_paths):
         if not os.path.exists(src):
             raise ConfigError(label + ".source", f"{src}: no such file or directory")
         if data:
-            raise ConfigError(label + ".options", f"{data!r}: not a bind mount option")
+            # The kernel ignores filesystem data on a bind mount; runc passes it along silently.
+            warn(f"{label}.options: {data!r} has no effect on a bind mount")
         mode = 0 if os.path.isdir(src) else 0o100000
         return [step("mount", label, dst=dst, src=src, flags=flags | mountopts.MS_BIND, data=None,
                      propagation=propagation, mode=mode)]
@@ -271,6 +273,13 @@ def _process(process, start_hooks, seccomp_filter):
                 raise ConfigError(path, msg) from None
         # The kernel only keeps ambient caps that are both permitted and inheritable.
         masks["ambient"] &= masks["permitted"] & masks["inheritable"]
+        available = capabilities.own_permitted()
+        for name in ("permitted", "effective", "inheritable"):
+            missing = masks[name] & ~available
+            if missing:
+                raise ConfigError(f"process.capabilities.{name}",
+                                  f"{', '.join(capabilities.names(missing))} not available to the runtime "
+                                  "(missing from its own capability set)")
     limits = []
     seen = set()
     for i, rl in enumerate(process.get("rlimits") or []):

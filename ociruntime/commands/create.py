@@ -53,7 +53,7 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
         data["freezer"] = os.path.join(freezer, "freezer.state") if freezer else None
         init.send(b"G")
         init.expect(b"H")
-        hook_state = state.spec_state(data, "creating")
+        hook_state = state.spec_state(data, "created")
         hooks.run(hooks.entries(config, "prestart"), hook_state, fatal=True)
         hooks.run(hooks.entries(config, "createRuntime"), hook_state, fatal=True)
         init.send(b"S", fastjson.dumps(state.spec_state(data, "created")).encode())

@@ -16,7 +16,8 @@ def signal_start(data):
 
 
 def poststart(container):
-    hooks.run(container.data["hooks"]["poststart"], container.spec_state(), fatal=False)
+    # The program was started: the hooks see "running" even if it already exited.
+    hooks.run(container.data["hooks"]["poststart"], state.spec_state(container.data, "running"), fatal=False)
 
 
 def main(root, container_id):

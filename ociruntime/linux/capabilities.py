@@ -26,11 +26,14 @@ def mask(names, label):
     return m
 
 
-def supported_mask():
-    """Capabilities this kernel knows (cap_last_cap)."""
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            last = int(f.read())
-    except OSError:
-        last = len(NAMES) - 1
-    return (1 << (min(last, len(NAMES) - 1) + 1)) - 1
+def own_permitted():
+    """The runtime's own permitted set: a container can't be given more."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapPrm:"):
+                return int(line.split()[1], 16)
+    return 0
+
+
+def names(mask):
+    return [name for bit, name in enumerate(NAMES) if mask >> bit & 1] or [f"0x{mask:x}"]

@@ -146,6 +146,26 @@ static void do_symlink(int rootfd, const struct oci_step *s)
     close(pfd);
 }
 
+/* pivot_root refuses a new root whose parent mount is shared: make the mount
+ * holding the rootfs private (in our own mount namespace only). */
+static void make_parent_private(const char *rootfs)
+{
+    char path[4096];
+    char *slash;
+
+    snprintf(path, sizeof(path), "%s", rootfs);
+    for (;;) {
+        if (mount(NULL, path[0] ? path : "/", NULL, MS_PRIVATE, NULL) == 0)
+            return;
+        if (errno != EINVAL || !path[0])
+            oci_fail(1, "root.path: make the mount holding %s private", rootfs);
+        slash = strrchr(path, '/');
+        if (!slash)
+            return;
+        *slash = '\0';
+    }
+}
+
 static void do_pivot(const char *rootfs, unsigned long how)
 {
     int oldroot, newroot;
@@ -252,6 +272,7 @@ void oci_run_steps(const struct oci_plan *plan, void (*hooks_point)(const struct
                 oci_fail(1, "%s: set propagation of %s", s->label, s->dst);
             break;
         case OCI_STEP_BIND_ROOTFS:
+            make_parent_private(plan->rootfs);
             if (mount(plan->rootfs, plan->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
                 oci_fail(1, "root.path: bind %s", plan->rootfs);
             close(rootfd);

@@ -126,10 +126,12 @@ def _time_offsets(linux):
 def _steps(config, linux, bundle, rootfs, ns_new, ns_all, userns, no_pivot, cgroup_paths):
     mounts = config.get("mounts") or []
     steps = []
+    propagation = mountopts.PROPAGATION.get(linux.get("rootfsPropagation"))
     if "mount" in ns_new:
-        propagation = linux.get("rootfsPropagation")
+        # Host mounts reach the container (rslave) unless it asked to share both ways.
+        shared = propagation is not None and propagation & mountopts.MS_SHARED
         steps.append(step("propagation", "linux.rootfsPropagation", dst="/",
-                          propagation=mountopts.PROPAGATION.get(propagation, mountopts.MS_SLAVE | mountopts.MS_REC)))
+                          propagation=(mountopts.MS_SHARED if shared else mountopts.MS_SLAVE) | mountopts.MS_REC))
     steps.append(step("bind_rootfs", "root.path"))
     for i, m in enumerate(mounts):
         steps.extend(_mount_steps(m, f"mounts[{i}]", bundle, "cgroup" in ns_new, cgroup_paths))
@@ -143,6 +145,8 @@ def _steps(config, linux, bundle, rootfs, ns_new, ns_all, userns, no_pivot, cgro
     # Without a mount namespace of our own there is nothing to pivot: chroot (runc's choice).
     how = PIVOT_CHROOT if "mount" not in ns_all else PIVOT_MOVE if no_pivot else PIVOT_ROOT
     steps.append(step("pivot", "root.path", flags=how))
+    if propagation is not None and "mount" in ns_new:
+        steps.append(step("propagation", "linux.rootfsPropagation", dst="/", propagation=propagation))
 
     for key, value in (linux.get("sysctl") or {}).items():
         steps.append(step("sysctl", f"linux.sysctl.{key}", dst="/proc/sys/" + key.replace(".", "/"), src=value))

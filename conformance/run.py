@@ -190,7 +190,7 @@ def shorten(text, width):
 
 def first_error_line(stderr):
     """The most telling stderr line: a runtime's error message if any."""
-    lines = [l for l in stderr.splitlines() if l.strip()]
+    lines = [line for line in stderr.splitlines() if line.strip()]
     for line in lines:
         msg = re.search(r'level=error msg="(.*)"', line)
         if msg:

@@ -116,7 +116,7 @@ def parse(argv):
         i += 1
     if len(rest) > len(positionals):
         raise UsageError(f"{command}: too many arguments")
-    for (dest, required), value in zip(positionals, rest + [None] * len(positionals)):
+    for (dest, required), value in zip(positionals, rest + [None] * (len(positionals) - len(rest)), strict=True):
         if value is None and required:
             raise UsageError(f"{command}: missing {dest.replace('_', ' ')}")
         if value is not None:

@@ -1,9 +1,8 @@
 """The binding to the C helper: the plan (plain data) → ``struct oci_plan`` → oci_spawn(),
 and the parent's half of the sync protocol described in native/oci_native.h."""
 
-import os
-
 import _socket
+import os
 
 from ._native import ffi, lib
 from .errors import OCIError

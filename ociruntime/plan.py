@@ -10,8 +10,8 @@ import os
 
 from .errors import ConfigError
 from .hooks import entries as hook_entries
-from .log import warn
 from .linux import capabilities, devices, mountopts, namespaces, rlimits, seccomp
+from .log import warn
 
 PIVOT_ROOT, PIVOT_MOVE, PIVOT_CHROOT = 0, 1, 2  # OCI_PIVOT_* of native/oci_native.h
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

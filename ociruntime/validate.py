@@ -21,8 +21,8 @@ fields are reported first, then members in the order config.json lists them.
 import os
 
 from . import SPEC_VERSION, fastjson
-from .patterns import compile_pattern
 from .errors import ConfigError
+from .patterns import compile_pattern
 
 ROOT_SCHEMA = "config.schema.json"
 

@@ -1,11 +1,12 @@
 """create: build the container up to "created" — init waiting, createRuntime and
 createContainer hooks done, pid file written — and return."""
 
+import _signal
 import os
 
-import _signal
-
-from .. import SPEC_VERSION, cgroups, config as config_mod, fastjson, hooks, plan as plan_mod, state
+from .. import SPEC_VERSION, cgroups, fastjson, hooks, state
+from .. import config as config_mod
+from .. import plan as plan_mod
 from ..errors import OCIError
 from ..log import timestamp, warn
 from ..native import Init

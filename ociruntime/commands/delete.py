@@ -1,10 +1,9 @@
 """delete: remove a stopped container (with --force, stop it first):
 its processes, cgroups and state directory; then run the poststop hooks."""
 
+import _signal
 import os
 import time
-
-import _signal
 
 from .. import cgroups, hooks, state
 from ..errors import OCIError

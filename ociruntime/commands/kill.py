@@ -1,8 +1,7 @@
 """kill: send a signal to the container's init (or, with --all, every process in it)."""
 
-import os
-
 import _signal
+import os
 
 from .. import cgroups, state
 from ..errors import OCIError

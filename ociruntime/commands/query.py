@@ -38,4 +38,4 @@ def list_main(root, fmt="table", quiet=False):
         table += [(r["id"], str(r["pid"]), r["status"], r["bundle"], r["created"], r["owner"]) for r in rows]
         widths = [max(len(row[i]) for row in table) for i in range(6)]
         for row in table:
-            sys.stdout.write("   ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
+            sys.stdout.write("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")

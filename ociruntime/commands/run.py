@@ -1,12 +1,13 @@
 """run: create, start, wait for the container to exit, delete; exit with its status
 (128 + signal when it was killed), forwarding signals to it meanwhile."""
 
+import _signal as signal
 import os
 
-import _signal as signal
-
 from .. import state
-from . import create as create_cmd, delete as delete_cmd, start as start_cmd
+from . import create as create_cmd
+from . import delete as delete_cmd
+from . import start as start_cmd
 
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
               signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT)

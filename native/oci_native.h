@@ -138,7 +138,10 @@ struct oci_plan {
 /*
  * Messages on sync_fd, one per datagram, first byte is the type.
  *   child -> parent  'P' + decimal pid   stage 1 cloned the init (which is the caller's child)
- *   parent -> child  'G'                 id maps written, cgroups joined: go on
+ *   parent -> child  'G'                 id maps written: go on (the parent joins the cgroups
+ *                                        meanwhile; it answers 'H' only once they are joined)
+ *   parent -> child  'C'                 cgroups joined; sent, and awaited before anything
+ *                                        else, only when unshare_cgroupns is set
  *   child -> parent  'H'                 mounts done, before pivot: run prestart + createRuntime hooks
  *   parent -> child  'S' + state JSON    hooks done; the JSON is the state for container hooks
  *   child -> parent  'R'                 created: blocked on start_fd

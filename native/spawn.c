@@ -208,6 +208,8 @@ static void run_init(const struct oci_plan *plan)
     close_inherited(plan);
     prctl(PR_SET_NAME, "ociruntime:init", 0, 0, 0);
     expect(plan->sync_fd, 'G');
+    if (plan->unshare_cgroupns)
+        expect(plan->sync_fd, 'C'); /* the namespace's root is the cgroup we are in */
     if (plan->userns && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
         oci_fail(1, "linux.uidMappings: become root in the user namespace");
     if (plan->unshare_cgroupns && unshare(CLONE_NEWCGROUP) < 0)

@@ -57,12 +57,9 @@ def container_paths(cgroups_path, container_id):
     return paths
 
 
-def create(paths, pid, device_rules, created):
-    """Make each directory, move ``pid`` in and apply the device rules.
-
-    Every directory made is appended to ``created`` as it is made, so that a caller
-    whose create failed half-way still knows what to ``remove`` (after killing pid).
-    """
+def make(paths, created):
+    """Make each cgroup directory; every one made is appended to ``created`` at once,
+    so that a create failing half-way still knows what to ``remove``."""
     try:
         for key, path in paths.items():
             made = _makedirs(path)
@@ -70,6 +67,14 @@ def create(paths, pid, device_rules, created):
             if "cpuset" in key.split(","):
                 for d in made:
                     _inherit_cpuset(d)
+    except OSError as e:
+        raise OCIError(f"linux.cgroupsPath: {e.filename}: {e.strerror}") from None
+
+
+def join(paths, pid, device_rules):
+    """Move ``pid`` into the container's cgroups and apply the device rules."""
+    try:
+        for key, path in paths.items():
             if key == UNIFIED and not _is_leaf_ok(path):
                 continue
             _write(os.path.join(path, "cgroup.procs"), str(pid))

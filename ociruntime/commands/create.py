@@ -48,11 +48,16 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
         })
         if plan["uid_map"]:
             init.write_id_maps()
+        # The init builds its mounts while we join the cgroups: the first v1 migration
+        # waits out an RCU grace period (~10 ms here), worth overlapping.
         data["cgroups_created"] = created_cgroups
-        cgroups.create(cgroup_paths, init.pid, plan["device_rules"], created_cgroups)
+        cgroups.make(cgroup_paths, created_cgroups)
+        init.send(b"G")
+        cgroups.join(cgroup_paths, init.pid, plan["device_rules"])
+        if plan["unshare_cgroupns"]:
+            init.send(b"C")
         freezer = next((p for k, p in cgroup_paths.items() if "freezer" in k.split(",")), None)
         data["freezer"] = os.path.join(freezer, "freezer.state") if freezer else None
-        init.send(b"G")
         init.expect(b"H")
         hook_state = state.spec_state(data, "created")
         hooks.run(hooks.entries(config, "prestart"), hook_state, fatal=True)

@@ -133,6 +133,8 @@ struct oci_plan {
     int sync_fd;                /* child's end of the SOCK_SEQPACKET pair */
     int start_fd;               /* read end of the start pipe: the init blocks on it while "created" */
     int start_wfd;              /* its write end, held by the init so the read can't see EOF */
+    int err_rfd, err_wfd;       /* the exec-error pipe: after 'R' a failure is written to err_wfd;
+                                   a successful exec closes it, so its reader sees EOF */
 };
 
 /*
@@ -147,8 +149,9 @@ struct oci_plan {
  *   child -> parent  'R'                 created: blocked on start_fd
  *   child -> parent  'E' + message       failed; the init exits 1
  * After 'R' the init waits for one byte on start_fd, runs the startContainer
- * hooks and execs; if anything fails then it writes "ociruntime: <msg>" to
- * stderr and exits 127.
+ * hooks and execs; if anything fails then it writes the message to err_wfd and
+ * "ociruntime: <msg>" to stderr, and exits 127. Whoever started it reads err_rfd
+ * (through /proc/<pid>/fd when it is another process) until EOF.
  */
 
 /* Fork stage 1, which joins namespaces and clones the init. Returns stage 1's

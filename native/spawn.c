@@ -172,20 +172,21 @@ static const char *find_program(const struct oci_process *p, char *buf, size_t l
     oci_fail(0, "process.args[0]: executable file %s not found in $PATH", name);
 }
 
-/* Close every inherited fd but stdio, the preserved ones and our own three, so
+/* Close every inherited fd but stdio, the preserved ones and our own five, so
  * nothing of the caller's (its state-dir lock, its sockets) outlives create. */
 static void close_inherited(const struct oci_plan *plan)
 {
-    int keep[3] = {plan->sync_fd, plan->start_fd, plan->start_wfd}, i, j, lo = 3 + plan->preserve_fds;
+    int keep[5] = {plan->sync_fd, plan->start_fd, plan->start_wfd, plan->err_rfd, plan->err_wfd};
+    int i, j, lo = 3 + plan->preserve_fds;
 
-    for (i = 0; i < 3; i++)
-        for (j = i + 1; j < 3; j++)
+    for (i = 0; i < 5; i++)
+        for (j = i + 1; j < 5; j++)
             if (keep[j] < keep[i]) {
                 int t = keep[i];
                 keep[i] = keep[j];
                 keep[j] = t;
             }
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < 5; i++) {
         if (keep[i] < lo)
             continue;
         if (keep[i] > lo && syscall(SYS_close_range, lo, keep[i] - 1, 0) < 0)
@@ -233,6 +234,7 @@ static void run_init(const struct oci_plan *plan)
     path = find_program(p, program, sizeof(program));
     tell(plan->sync_fd, 'R');
     oci_report_fd = -1;
+    oci_error_fd = plan->err_wfd;
     /* "created": wait for start. EOF would mean nobody can ever start us. */
     if (read(plan->start_fd, &c, 1) != 1)
         _exit(127);

@@ -15,6 +15,7 @@
 #include "util.h"
 
 int oci_report_fd = -1;
+int oci_error_fd = -1;
 
 void oci_fail(int errno_too, const char *fmt, ...)
 {
@@ -34,9 +35,14 @@ void oci_fail(int errno_too, const char *fmt, ...)
         n += snprintf(msg + 1 + n, sizeof(msg) - 1 - n, ": %s", strerror(saved));
     if (n > (int)sizeof(msg) - 2)
         n = sizeof(msg) - 2;
-    if (oci_report_fd < 0 || send(oci_report_fd, msg, n + 1, MSG_NOSIGNAL) < 0)
-        dprintf(2, "ociruntime: %.*s\n", n, msg + 1);
-    _exit(oci_report_fd < 0 ? 127 : 1);
+    if (oci_report_fd >= 0 && send(oci_report_fd, msg, n + 1, MSG_NOSIGNAL) >= 0)
+        _exit(1);
+    if (oci_error_fd >= 0) {
+        ssize_t ignored = write(oci_error_fd, msg + 1, n); /* unread: stderr below still has it */
+        (void)ignored;
+    }
+    dprintf(2, "ociruntime: %.*s\n", n, msg + 1);
+    _exit(127);
 }
 
 const char *oci_fdpath(int fd, char buf[32])

@@ -9,8 +9,10 @@
 __attribute__((noreturn, format(printf, 2, 3)))
 void oci_fail(int errno_too, const char *fmt, ...);
 
-/* The socket oci_fail() reports on; -1 once the parent stopped listening. */
+/* The socket oci_fail() reports on; -1 once the parent stopped listening.
+ * Then failures go to oci_error_fd (the exec-error pipe) and stderr. */
 extern int oci_report_fd;
+extern int oci_error_fd;
 
 /* Open `path` below `rootfd` (O_PATH), resolving it as if rootfd were "/":
  * symlinks and ".." can never lead out. With `create`, missing components

@@ -21,3 +21,8 @@ class ConfigError(OCIError):
         self.message = message
         where = path if path else "config.json"
         super().__init__(f"{where}: {message}")
+
+
+class HookError(OCIError):
+    """A prestart, createRuntime or createContainer hook failed: runtime.md says stop
+    the container, destroy it and still run the poststop hooks."""

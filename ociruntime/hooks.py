@@ -2,7 +2,7 @@
 poststop), with the failure semantics runtime.md gives each."""
 
 from . import fastjson
-from .errors import OCIError
+from .errors import HookError
 from .log import warn
 
 
@@ -27,5 +27,5 @@ def run(hooks, state, fatal):
         err = run_hook(h, state_json)
         if err:
             if fatal:
-                raise OCIError(f"{h['label']}: {err}")
+                raise HookError(f"{h['label']}: {err}")
             warn(f"{h['label']}: {err}")

@@ -5,7 +5,7 @@ import _socket
 import os
 
 from ._native import ffi, lib
-from .errors import OCIError
+from .errors import HookError, OCIError
 
 _OPS = {
     "mount": lib.OCI_STEP_MOUNT, "mknod": lib.OCI_STEP_MKNOD, "symlink": lib.OCI_STEP_SYMLINK,
@@ -134,7 +134,7 @@ def _c_plan(plan, sync_fd, start_fds):
     c.preserve_fds = plan["preserve_fds"]
     c.no_new_keyring = int(plan["no_new_keyring"])
     c.sync_fd = sync_fd
-    c.start_fd, c.start_wfd = start_fds
+    c.start_fd, c.start_wfd, c.err_rfd, c.err_wfd = start_fds
     return c, k
 
 
@@ -148,7 +148,8 @@ class Init:
         # The init blocks reading start_r while created; it holds start_w itself, so the
         # read can't see EOF before someone writes the start byte through /proc.
         self.start_r, self.start_w = os.pipe()
-        c, keep = _c_plan(plan, child.fileno(), (self.start_r, self.start_w))
+        self.err_r, self.err_w = os.pipe()
+        c, keep = _c_plan(plan, child.fileno(), (self.start_r, self.start_w, self.err_r, self.err_w))
         stage1 = lib.oci_spawn(c)
         del keep
         child.close()
@@ -179,7 +180,8 @@ class Init:
     def expect(self, type_):
         msg = self._recv()
         if msg[:1] != type_:
-            raise OCIError(self._error(msg))
+            error = self._error(msg)
+            raise (HookError if error.startswith("hooks.") else OCIError)(error)
         return msg[1:]
 
     def write_id_maps(self):
@@ -187,8 +189,10 @@ class Init:
             with open(f"/proc/{self.pid}/{name}", "w") as f:
                 f.write(self.plan[name])
 
-    def start_byte(self):
-        """Start the init from this process (``run``)."""
+    def start(self):
+        """Start the init from this process (``run``); then read ``err_r`` to EOF."""
+        os.close(self.err_w)
+        self.err_w = None
         os.write(self.start_w, b"\0")
 
     def detach(self):
@@ -197,11 +201,13 @@ class Init:
 
     def _close(self):
         self._sock.close()
-        for fd in (self.start_r, self.start_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        for fd in (self.start_r, self.start_w, self.err_r, self.err_w):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.start_r = self.start_w = self.err_r = self.err_w = None
 
 
 def run_hook(hook, state_json):

@@ -7,7 +7,7 @@ import os
 from .. import SPEC_VERSION, cgroups, fastjson, hooks, state
 from .. import config as config_mod
 from .. import plan as plan_mod
-from ..errors import OCIError
+from ..errors import HookError, OCIError
 from ..log import timestamp, warn
 from ..native import Init
 
@@ -42,6 +42,7 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
             "init_start_time": state.proc_start_time(init.pid)[0],
             "start_fd": init.start_r,
             "start_pipe": os.readlink(f"/proc/self/fd/{init.start_r}"),
+            "err_fd": init.err_r,
             "cgroup_paths": cgroup_paths,
             "host_mounts": plan["host_mounts"],
             "hooks": {name: hooks.entries(config, name) for name in ("poststart", "poststop")},
@@ -67,8 +68,10 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
         container.save()
         if pid_file:
             _write_pid_file(pid_file, init.pid)
-    except BaseException:
+    except BaseException as e:
         _undo(container, init, created_cgroups)
+        if isinstance(e, HookError):
+            hooks.run(hooks.entries(config, "poststop"), state.spec_state(container.data, "stopped"), fatal=False)
         raise
     return container, init
 

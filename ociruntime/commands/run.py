@@ -5,6 +5,7 @@ import _signal as signal
 import os
 
 from .. import state
+from ..errors import OCIError
 from . import create as create_cmd
 from . import delete as delete_cmd
 from . import start as start_cmd
@@ -27,25 +28,35 @@ def main(root, container_id, bundle=".", detach=False, **options):
     try:
         for sig in _FORWARDED:
             signal.signal(sig, lambda signum, _frame: _forward(pid, signum))
-        init.start_byte()
+        init.start()
+        exec_error = start_cmd.read_exec_error(init.err_r)
         init.detach()
         container.close()
-        with state.Container.load(root, container_id, lock=False) as c:
-            start_cmd.poststart(c)
+        try:
+            start_cmd.after_start(container.data, exec_error)
+        except OCIError:
+            _wait(pid)
+            _destroy(root, container_id)
+            raise
         if detach:
             return 0
         status = _wait(pid)
     finally:
         for sig in _FORWARDED:
             signal.signal(sig, signal.SIG_DFL)
-    try:
-        with state.Container.load(root, container_id) as c:
-            delete_cmd.destroy(c)
-    except Exception:
-        pass  # deleted by someone else meanwhile
+    _destroy(root, container_id)
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)
+
+
+def _destroy(root, container_id):
+    try:
+        container = state.Container.load(root, container_id)
+    except OCIError:
+        return  # someone else deleted it meanwhile
+    with container:
+        delete_cmd.destroy(container)
 
 
 def _forward(pid, signum):

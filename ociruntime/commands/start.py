@@ -1,23 +1,49 @@
-"""start: run the user's program in a created container, then the poststart hooks."""
+"""start: run the user's program in a created container (lifecycle steps 6-9)."""
 
+import _signal
 import os
 
 from .. import hooks, state
 from ..errors import OCIError
 
 
-def signal_start(data):
-    """Write the start byte into the init's start pipe, reached through /proc."""
-    fd = os.open(f"/proc/{data['pid']}/fd/{data['start_fd']}", os.O_WRONLY | os.O_CLOEXEC)
+def read_exec_error(fd):
+    """Read the init's exec-error pipe to EOF: "" once the program was exec'd, else why not."""
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def start(data):
+    """Write the start byte through /proc and wait for the exec; returns its error or ""."""
+    proc = f"/proc/{data['pid']}/fd/"
+    err_fd = os.open(proc + str(data["err_fd"]), os.O_RDONLY | os.O_CLOEXEC)
     try:
-        os.write(fd, b"\0")
+        fd = os.open(proc + str(data["start_fd"]), os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"\0")
+        finally:
+            os.close(fd)
+        return read_exec_error(err_fd)
     finally:
-        os.close(fd)
+        os.close(err_fd)
 
 
-def poststart(container):
-    # The program was started: the hooks see "running" even if it already exited.
-    hooks.run(container.data["hooks"]["poststart"], state.spec_state(container.data, "running"), fatal=False)
+def after_start(data, exec_error):
+    """startContainer and exec failures, then poststart: the spec makes each an error
+    that stops the container (delete then destroys it and runs poststop)."""
+    if exec_error:
+        raise OCIError(exec_error)
+    try:
+        # The program was started: the hooks see "running" even if it already exited.
+        hooks.run(data["hooks"]["poststart"], state.spec_state(data, "running"), fatal=True)
+    except OCIError:
+        try:
+            os.kill(data["pid"], _signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        raise
 
 
 def main(root, container_id):
@@ -25,5 +51,4 @@ def main(root, container_id):
         status = container.status()
         if status != "created":
             raise OCIError(f"cannot start container {container_id!r}: it is {status}, not created")
-        signal_start(container.data)
-        poststart(container)
+        after_start(container.data, start(container.data))

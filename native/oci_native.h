@@ -135,6 +135,11 @@ struct oci_plan {
     int start_wfd;              /* its write end, held by the init so the read can't see EOF */
     int err_rfd, err_wfd;       /* the exec-error pipe: after 'R' a failure is written to err_wfd;
                                    a successful exec closes it, so its reader sees EOF */
+    int console_fd;             /* -1, or a connected unix socket: after pivot_root the init makes a
+                                   pty in the container's devpts, sends the master over it with
+                                   SCM_RIGHTS (payload: the slave's path) and takes the slave as
+                                   its stdio and controlling terminal */
+    unsigned short console_rows, console_cols; /* process.consoleSize, 0: leave */
 };
 
 /*

@@ -11,12 +11,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -172,21 +175,21 @@ static const char *find_program(const struct oci_process *p, char *buf, size_t l
     oci_fail(0, "process.args[0]: executable file %s not found in $PATH", name);
 }
 
-/* Close every inherited fd but stdio, the preserved ones and our own five, so
+/* Close every inherited fd but stdio, the preserved ones and our own (up to six), so
  * nothing of the caller's (its state-dir lock, its sockets) outlives create. */
 static void close_inherited(const struct oci_plan *plan)
 {
-    int keep[5] = {plan->sync_fd, plan->start_fd, plan->start_wfd, plan->err_rfd, plan->err_wfd};
+    int keep[6] = {plan->sync_fd, plan->start_fd, plan->start_wfd, plan->err_rfd, plan->err_wfd, plan->console_fd};
     int i, j, lo = 3 + plan->preserve_fds;
 
-    for (i = 0; i < 5; i++)
-        for (j = i + 1; j < 5; j++)
+    for (i = 0; i < 6; i++)
+        for (j = i + 1; j < 6; j++)
             if (keep[j] < keep[i]) {
                 int t = keep[i];
                 keep[i] = keep[j];
                 keep[j] = t;
             }
-    for (i = 0; i < 5; i++) {
+    for (i = 0; i < 6; i++) {
         if (keep[i] < lo)
             continue;
         if (keep[i] > lo && syscall(SYS_close_range, lo, keep[i] - 1, 0) < 0)
@@ -195,6 +198,55 @@ static void close_inherited(const struct oci_plan *plan)
     }
     if (syscall(SYS_close_range, lo, ~0U, 0) < 0)
         oci_fail(1, "close_range");
+}
+
+/* A pty made inside the container (its devpts), master sent to the console socket. */
+static void setup_console(const struct oci_plan *plan)
+{
+    char name[64], cbuf[CMSG_SPACE(sizeof(int))];
+    int master, slave, n, unlock = 0;
+    struct iovec iov;
+    struct msghdr msg;
+    struct cmsghdr *cmsg;
+
+    master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0)
+        oci_fail(1, "process.terminal: open /dev/ptmx in the container");
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0 || ioctl(master, TIOCGPTN, &n) < 0)
+        oci_fail(1, "process.terminal: unlock the pty");
+    slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+    if (slave < 0)
+        oci_fail(1, "process.terminal: open the pty's slave");
+    if (plan->console_rows || plan->console_cols) {
+        struct winsize ws = {.ws_row = plan->console_rows, .ws_col = plan->console_cols};
+        if (ioctl(slave, TIOCSWINSZ, &ws) < 0)
+            oci_fail(1, "process.consoleSize");
+    }
+    if (fchown(slave, plan->process.uid, plan->process.gid) < 0)
+        oci_fail(1, "process.terminal: chown the pty to the process's user");
+    snprintf(name, sizeof(name), "/dev/pts/%d", n);
+    iov.iov_base = name;
+    iov.iov_len = strlen(name);
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof(cbuf);
+    cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cmsg), &master, sizeof(int));
+    if (sendmsg(plan->console_fd, &msg, MSG_NOSIGNAL) < 0)
+        oci_fail(1, "--console-socket: send the pty master");
+    close(master);
+    close(plan->console_fd);
+    if (dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0)
+        oci_fail(1, "process.terminal: make the pty our stdio");
+    if (slave > 2)
+        close(slave);
+    if (ioctl(0, TIOCSCTTY, 0) < 0)
+        oci_fail(1, "process.terminal: make the pty our controlling terminal");
 }
 
 static void run_init(const struct oci_plan *plan)
@@ -229,6 +281,8 @@ static void run_init(const struct oci_plan *plan)
     }
     saved_umask = umask(0);
     oci_run_steps(plan, hooks_point);
+    if (plan->console_fd >= 0)
+        setup_console(plan);
     umask(saved_umask);
     finalize_process(plan);
     path = find_program(p, program, sizeof(program));

@@ -141,7 +141,7 @@ def _c_plan(plan, sync_fd, start_fds):
 class Init:
     """The parent's handle on a container init being created."""
 
-    def __init__(self, plan):
+    def __init__(self, plan, console_fd=-1):
         self.plan = plan
         self.pid = None
         self._sock, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
@@ -150,6 +150,8 @@ class Init:
         self.start_r, self.start_w = os.pipe()
         self.err_r, self.err_w = os.pipe()
         c, keep = _c_plan(plan, child.fileno(), (self.start_r, self.start_w, self.err_r, self.err_w))
+        c.console_fd = console_fd
+        c.console_rows, c.console_cols = plan["console_size"]
         stage1 = lib.oci_spawn(c)
         del keep
         child.close()
@@ -208,6 +210,15 @@ class Init:
                 except OSError:
                     pass
         self.start_r = self.start_w = self.err_r = self.err_w = None
+
+
+def receive_pty_master(sock):
+    """The pty master the init sent over a console socket (SCM_RIGHTS), and its slave's name."""
+    msg, ancdata, _, _ = sock.recvmsg(4096, _socket.CMSG_SPACE(4))
+    for level, kind, data in ancdata:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            return int.from_bytes(data[:4], "little"), msg.decode()
+    raise OCIError("console socket: no pty master received")
 
 
 def run_hook(hook, state_json):

@@ -70,6 +70,8 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
         "host_mounts": "mount" not in ns_all,
         "create_hooks": hook_entries(config, "createContainer"),
         "process": _process(process, hook_entries(config, "startContainer"), _seccomp(linux)),
+        "terminal": bool(process.get("terminal")),
+        "console_size": _console_size(process),
         "preserve_fds": preserve_fds,
         "no_new_keyring": no_new_keyring,
         "device_rules": devices.cgroup_rules((linux.get("resources") or {}).get("devices") or []),
@@ -86,8 +88,6 @@ def _refuse_unsupported(config, linux, process):
     for key, value in (linux.get("resources") or {}).items():
         if key != "devices" and value not in (None, {}, []):
             raise ConfigError(f"linux.resources.{key}", "is not supported by this runtime yet")
-    if process.get("terminal"):
-        raise ConfigError("process.terminal", "a terminal is not supported by this runtime yet")
 
 
 def _namespaces(linux):
@@ -252,6 +252,11 @@ def _device_steps(linux, userns):
     for target, link in devices.DEFAULT_LINKS:
         out.append(step("symlink", "default device link", dst=link, src=target))
     return out
+
+
+def _console_size(process):
+    size = process.get("consoleSize") or {}
+    return size.get("height", 0), size.get("width", 0)
 
 
 def _seccomp(linux):

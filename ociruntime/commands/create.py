@@ -13,13 +13,26 @@ from ..native import Init
 
 
 def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_keyring=False,
-           preserve_fds=0, console_socket=None):
-    """Create the container; returns (Container, Init). The caller closes both."""
+           preserve_fds=0, console_socket=None, console=None):
+    """Create the container; returns (Container, Init). The caller closes both.
+
+    With process.terminal the init sends its pty master to ``console`` (a connected
+    socket, ``run``'s own) or to the unix socket at ``console_socket`` (an engine's).
+    """
     state.check_id(container_id)
     bundle = os.path.abspath(bundle)
     config = config_mod.load(bundle)
-    if console_socket:
-        raise OCIError("--console-socket: a terminal is not supported by this runtime yet")
+    terminal = bool((config.get("process") or {}).get("terminal"))
+    if console_socket and not terminal:
+        raise OCIError("--console-socket is only used when process.terminal is true")
+    connected = None
+    if not terminal:
+        console = None  # run offers its own; only a terminal uses it
+    elif console is None:
+        if not console_socket:
+            raise OCIError("process.terminal is true: --console-socket is needed to hand the terminal over "
+                           "(or set process.terminal to false)")
+        console = connected = _connect(console_socket)
     linux = config.get("linux") or {}
     cgroup_paths = cgroups.container_paths(linux.get("cgroupsPath"), container_id)
     plan = plan_mod.build(config, bundle, container_id, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
@@ -28,7 +41,11 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
     init = None
     created_cgroups = []
     try:
-        init = Init(plan)
+        try:
+            init = Init(plan, console.fileno() if console is not None else -1)
+        finally:
+            if connected is not None:
+                connected.close()  # the init holds its own copy
         data = container.data
         data.update({
             "ociVersion": config.get("ociVersion", SPEC_VERSION),
@@ -74,6 +91,18 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
             hooks.run(hooks.entries(config, "poststop"), state.spec_state(container.data, "stopped"), fatal=False)
         raise
     return container, init
+
+
+def _connect(path):
+    import _socket
+
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as e:
+        sock.close()
+        raise OCIError(f"--console-socket {path}: {e.strerror}") from None
+    return sock
 
 
 def _undo(container, init, created_cgroups):

@@ -23,11 +23,32 @@ def resolve_id(container_id, bundle):
 
 def main(root, container_id, bundle=".", detach=False, **options):
     container_id, bundle = resolve_id(container_id, bundle)
-    container, init = create_cmd.create(root, container_id, bundle, **options)
+    ours = theirs = None
+    if not detach and not options.get("console_socket"):
+        # Where the init sends its pty master if process.terminal: we proxy it.
+        import _socket
+
+        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        container, init = create_cmd.create(root, container_id, bundle, console=theirs, **options)
+    finally:
+        if theirs is not None:
+            theirs.close()
     pid = init.pid
+    master = None
+    if init.plan["terminal"] and ours is not None:
+        from ..native import receive_pty_master
+
+        master, _ = receive_pty_master(ours)
+    if ours is not None:
+        ours.close()
     try:
         for sig in _FORWARDED:
             signal.signal(sig, lambda signum, _frame: _forward(pid, signum))
+        if master is not None:
+            from ..terminal import copy_size
+
+            signal.signal(signal.SIGWINCH, lambda _signum, _frame: copy_size(master))
         init.start()
         exec_error = start_cmd.read_exec_error(init.err_r)
         init.detach()
@@ -40,7 +61,12 @@ def main(root, container_id, bundle=".", detach=False, **options):
             raise
         if detach:
             return 0
-        status = _wait(pid)
+        if master is not None:
+            from ..terminal import proxy
+
+            status = proxy(master, pid)
+        else:
+            status = _wait(pid)
     finally:
         for sig in _FORWARDED:
             signal.signal(sig, signal.SIG_DFL)

@@ -132,11 +132,15 @@ def dispatch(glob, command, opts):
     if command == "version":
         sys.stdout.write(f"ociruntime version {__version__}\ncommit: {_commit()}\nspec: {SPEC_VERSION}\n")
         return 0
-    if command in ("create", "run"):
-        from .commands import create, run
+    if command == "create":
+        from .commands import create
 
-        return (run if command == "run" else create).main(root, **opts) or 0
-    if command == "start":
+        create.main(root, **opts)
+    elif command == "run":
+        from .commands import run
+
+        return run.main(root, **opts)
+    elif command == "start":
         from .commands import start
 
         start.main(root, **opts)
@@ -200,10 +204,18 @@ def main(argv=None):
 
 
 def entry():
-    """Console-script entry: exit with main()'s code, flushing stdio without a traceback."""
+    """Console-script entry: exit with main()'s code.
+
+    Every file the runtime writes is closed by then (``with`` blocks), and nothing is
+    registered with atexit, so after flushing stdio the interpreter's teardown (about
+    1.5 ms per command here) is skipped with os._exit.
+    """
+    import os
+
     code = main()
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        pass
-    sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:
+            pass
+    os._exit(code)

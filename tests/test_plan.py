@@ -1,0 +1,679 @@
+"""Unit tests of ociruntime.plan.build(): config.json -> the ordered steps the init runs.
+Pure: no root, no containers (an empty rootfs directory is enough)."""
+
+import copy
+import os
+
+import pytest
+
+from ociruntime import plan
+from ociruntime.errors import ConfigError
+from ociruntime.linux import mountopts as mo
+from ociruntime.linux import namespaces as ns
+from ociruntime.spec import default_config
+
+
+@pytest.fixture(autouse=True)
+def all_caps_available(monkeypatch):
+    """build() checks the configured capabilities against the runtime's own; pretend it
+    holds them all so these tests don't depend on who runs them."""
+    from ociruntime.linux import capabilities
+
+    if hasattr(capabilities, "own_permitted"):
+        monkeypatch.setattr(capabilities, "own_permitted", lambda: (1 << 64) - 1)
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    (tmp_path / "rootfs").mkdir()
+    return tmp_path
+
+
+def config(**top):
+    c = copy.deepcopy(default_config())
+    c["process"]["terminal"] = False
+    c["process"]["args"] = ["true"]
+    c.update(top)
+    return c
+
+
+def build(cfg, bundle, cgroup_paths=None, **kw):
+    return plan.build(cfg, str(bundle), "cid", cgroup_paths=cgroup_paths if cgroup_paths is not None else {}, **kw)
+
+
+def ops(p):
+    """The step ops with consecutive repeats collapsed."""
+    out = []
+    for s in p["steps"]:
+        if not out or out[-1] != s["op"]:
+            out.append(s["op"])
+    return out
+
+
+def steps(p, op, label=None):
+    return [s for s in p["steps"] if s["op"] == op and (label is None or s["label"] == label)]
+
+
+def refused(cfg, bundle, path, *words, **kw):
+    with pytest.raises(ConfigError) as e:
+        build(cfg, bundle, **kw)
+    assert e.value.path == path, str(e.value)
+    for w in words:
+        assert w in str(e.value)
+    assert str(e.value).startswith(path + ": ")
+    return e.value
+
+
+# --- order ----------------------------------------------------------------------------------
+
+def test_default_config_step_order(bundle):
+    p = build(config(), bundle)
+    assert ops(p) == ["propagation", "bind_rootfs", "mount", "mknod", "symlink", "mkdir", "hooks", "pivot",
+                      "remount_root", "readonly", "mask", "hostname"]
+
+
+def test_full_step_order(bundle):
+    cfg = config(domainname="example.test")
+    cfg["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1", "kernel.shm_rmid_forced": "1"}
+    cfg["linux"]["devices"] = [{"path": "/dev/x", "type": "c", "major": 1, "minor": 3}]
+    p = build(cfg, bundle)
+    order = ops(p)
+    assert order[:order.index("pivot") + 1] == ["propagation", "bind_rootfs", "mount", "mknod", "symlink", "mkdir",
+                                                "hooks", "pivot"]
+    after = [o for o in order[order.index("pivot") + 1:] if o != "propagation"]
+    assert after == ["sysctl", "remount_root", "readonly", "mask", "hostname", "domainname"]
+
+
+def test_one_pivot_one_hooks_point_one_bind_rootfs(bundle):
+    p = build(config(), bundle)
+    assert [len(steps(p, op)) for op in ("pivot", "hooks", "bind_rootfs", "mkdir")] == [1, 1, 1, 1]
+    assert steps(p, "pivot")[0]["flags"] == 0
+    assert steps(p, "mkdir")[0]["dst"] == "/"
+
+
+def test_mounts_in_config_order_with_labels(bundle):
+    cfg = config()
+    p = build(cfg, bundle)
+    labels = []
+    for s in steps(p, "mount"):
+        if not labels or labels[-1] != s["label"]:
+            labels.append(s["label"])
+    assert labels == [f"mounts[{i}]" for i in range(len(cfg["mounts"]))]
+
+
+def test_mounts_before_devices_before_cwd(bundle):
+    """Devices go into the /dev tmpfs, so after the mounts; the cwd after both (it may be in a mount)."""
+    cfg = config()
+    cfg["process"]["cwd"] = "/work"
+    p = build(cfg, bundle)
+    kinds = [s["op"] for s in p["steps"]]
+    last_mount = max(i for i, k in enumerate(kinds) if k == "mount")
+    assert last_mount < kinds.index("mknod") < kinds.index("mkdir") < kinds.index("hooks")
+    assert steps(p, "mkdir")[0]["dst"] == "/work" and p["process"]["cwd"] == "/work"
+
+
+def test_sysctl_steps(bundle):
+    cfg = config()
+    cfg["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1", "kernel.msgmax": "8192"}
+    p = build(cfg, bundle)
+    got = {s["label"]: (s["dst"], s["src"]) for s in steps(p, "sysctl")}
+    assert got == {"linux.sysctl.net.ipv4.ip_forward": ("/proc/sys/net/ipv4/ip_forward", "1"),
+                   "linux.sysctl.kernel.msgmax": ("/proc/sys/kernel/msgmax", "8192")}
+
+
+def test_readonly_and_masked_paths_labels(bundle):
+    cfg = config()
+    p = build(cfg, bundle)
+    ro = steps(p, "readonly")
+    masks = steps(p, "mask")
+    assert [s["dst"] for s in ro] == cfg["linux"]["readonlyPaths"]
+    assert [s["label"] for s in ro] == [f"linux.readonlyPaths[{i}]" for i in range(len(ro))]
+    assert [s["dst"] for s in masks] == cfg["linux"]["maskedPaths"]
+    assert [s["label"] for s in masks] == [f"linux.maskedPaths[{i}]" for i in range(len(masks))]
+
+
+def test_readonly_root(bundle):
+    cfg = config()
+    (rr,) = steps(build(cfg, bundle), "remount_root")
+    assert rr["flags"] & mo.MS_RDONLY and rr["dst"] == "/"
+    cfg["root"]["readonly"] = False
+    assert steps(build(cfg, bundle), "remount_root") == []
+
+
+def test_hostname_and_domainname_steps(bundle):
+    p = build(config(hostname="h1", domainname="d1"), bundle)
+    assert [(s["op"], s["src"]) for s in p["steps"][-2:]] == [("hostname", "h1"), ("domainname", "d1")]
+    cfg = config()
+    del cfg["hostname"]
+    assert steps(build(cfg, bundle), "hostname") == []
+
+
+def test_default_propagation_is_rslave(bundle):
+    p = build(config(), bundle)
+    first = p["steps"][0]
+    assert first["op"] == "propagation" and first["dst"] == "/"
+    assert first["propagation"] == mo.MS_SLAVE | mo.MS_REC
+
+
+@pytest.mark.parametrize("name", ["rprivate", "private", "rslave", "slave", "rshared", "shared"])
+def test_rootfs_propagation_is_applied(bundle, name):
+    cfg = config()
+    cfg["linux"]["rootfsPropagation"] = name
+    props = [s["propagation"] for s in steps(build(cfg, bundle), "propagation")]
+    assert mo.PROPAGATION[name] in props or (props and props[-1] & ~mo.MS_REC == mo.PROPAGATION[name] & ~mo.MS_REC)
+
+
+def test_no_pivot_flag(bundle):
+    assert steps(build(config(), bundle, no_pivot=True), "pivot")[0]["flags"] != 0
+
+
+def test_rootfs_is_resolved_absolute(bundle):
+    os.symlink("rootfs", bundle / "link")
+    cfg = config()
+    cfg["root"]["path"] = "link"
+    assert build(cfg, bundle)["rootfs"] == str((bundle / "rootfs").resolve())
+
+
+# --- mounts and their flags -----------------------------------------------------------------
+
+def test_default_mount_flags(bundle):
+    p = build(config(), bundle)
+    by_dst = {}
+    for s in steps(p, "mount"):
+        by_dst.setdefault(s["dst"].lstrip("/"), s)
+    assert by_dst["proc"]["fstype"] == "proc" and by_dst["proc"]["flags"] == 0
+    dev = by_dst["dev"]
+    assert (dev["fstype"], dev["flags"], dev["data"]) == ("tmpfs", mo.MS_NOSUID | mo.MS_STRICTATIME,
+                                                          "mode=755,size=65536k")
+    pts = by_dst["dev/pts"]
+    assert pts["flags"] == mo.MS_NOSUID | mo.MS_NOEXEC
+    assert pts["data"] == "newinstance,ptmxmode=0666,mode=0620,gid=5"
+    assert by_dst["dev/shm"]["flags"] == mo.MS_NOSUID | mo.MS_NOEXEC | mo.MS_NODEV
+    assert by_dst["sys"]["flags"] == mo.MS_NOSUID | mo.MS_NOEXEC | mo.MS_NODEV | mo.MS_RDONLY
+
+
+@pytest.mark.parametrize("options, flags, propagation, data", [
+    ([], 0, 0, ""),
+    (["ro"], mo.MS_RDONLY, 0, ""),
+    (["ro", "rw"], 0, 0, ""),
+    (["nosuid", "suid"], 0, 0, ""),
+    (["noexec", "nodev", "nosuid"], mo.MS_NOEXEC | mo.MS_NODEV | mo.MS_NOSUID, 0, ""),
+    (["noatime", "nodiratime"], mo.MS_NOATIME | mo.MS_NODIRATIME, 0, ""),
+    (["relatime"], mo.MS_RELATIME, 0, ""),
+    (["strictatime"], mo.MS_STRICTATIME, 0, ""),
+    (["noatime", "atime"], 0, 0, ""),
+    (["bind"], mo.MS_BIND, 0, ""),
+    (["rbind"], mo.MS_BIND | mo.MS_REC, 0, ""),
+    (["rslave"], 0, mo.MS_SLAVE | mo.MS_REC, ""),
+    (["shared", "private"], 0, mo.MS_PRIVATE, ""),
+    (["runbindable"], 0, mo.MS_UNBINDABLE | mo.MS_REC, ""),
+    (["defaults", "sync", "dirsync"], mo.MS_SYNCHRONOUS | mo.MS_DIRSYNC, 0, ""),
+    (["size=1m", "ro", "mode=700", "uid=5"], mo.MS_RDONLY, 0, "size=1m,mode=700,uid=5"),
+    (["nosymfollow", "lazytime"], mo.MS_NOSYMFOLLOW | mo.MS_LAZYTIME, 0, ""),
+])
+def test_mountopts_parse(options, flags, propagation, data):
+    assert mo.parse(options, "mounts[0].options") == (flags, propagation, data)
+
+
+@pytest.mark.parametrize("option", sorted(mo.UNSUPPORTED))
+def test_mountopts_unsupported_raise_naming_label(option):
+    with pytest.raises(ValueError) as e:
+        mo.parse(["ro", option], "mounts[3].options")
+    assert str(e.value).startswith("mounts[3].options: ") and repr(option) in str(e.value)
+
+
+def test_tmpfs_mount_step(bundle):
+    cfg = config()
+    cfg["mounts"].append({"destination": "/t", "type": "tmpfs", "source": "tmpfs",
+                          "options": ["nosuid", "size=1m", "rshared", "mode=1777"]})
+    (s,) = steps(build(cfg, bundle), "mount", f"mounts[{len(cfg['mounts']) - 1}]")
+    assert (s["fstype"], s["src"], s["flags"], s["data"], s["propagation"]) == \
+        ("tmpfs", "tmpfs", mo.MS_NOSUID, "size=1m,mode=1777", mo.MS_SHARED | mo.MS_REC)
+    assert s["dst"].endswith("/t") and os.path.normpath(s["dst"]) in ("/t", "//t")
+
+
+def test_mount_source_defaults_to_type(bundle):
+    cfg = config()
+    cfg["mounts"].append({"destination": "/q", "type": "mqueue"})
+    (s,) = steps(build(cfg, bundle), "mount", f"mounts[{len(cfg['mounts']) - 1}]")
+    assert s["src"] == "mqueue"
+
+
+def test_bind_mount_steps(bundle):
+    (bundle / "dir").mkdir()
+    (bundle / "file").write_text("")
+    cfg = config()
+    n = len(cfg["mounts"])
+    cfg["mounts"] += [
+        {"destination": "/d", "type": "bind", "source": "dir", "options": ["rbind", "ro", "nosuid"]},
+        {"destination": "/f", "source": str(bundle / "file"), "options": ["bind"]},
+        {"destination": "/n", "type": "none", "source": "dir", "options": ["rbind", "rprivate"]},
+    ]
+    p = build(cfg, bundle)
+    (d,) = steps(p, "mount", f"mounts[{n}]")
+    (f,) = steps(p, "mount", f"mounts[{n + 1}]")
+    (nn,) = steps(p, "mount", f"mounts[{n + 2}]")
+    assert d["src"] == str(bundle / "dir"), "a relative source is taken from the bundle"
+    assert d["flags"] == mo.MS_BIND | mo.MS_REC | mo.MS_RDONLY | mo.MS_NOSUID and d["fstype"] is None
+    assert d["mode"] == 0, "directory mount point"
+    assert f["src"] == str(bundle / "file") and f["flags"] == mo.MS_BIND
+    assert f["mode"] == 0o100000, "a file source makes a file mount point"
+    assert nn["propagation"] == mo.MS_PRIVATE | mo.MS_REC and nn["fstype"] is None
+
+
+def test_cgroup_mount_v1_without_cgroupns(bundle):
+    paths = {"cpu,cpuacct": "/sys/fs/cgroup/cpu,cpuacct/cid", "memory": "/sys/fs/cgroup/memory/cid",
+             "name=systemd": "/sys/fs/cgroup/systemd/cid", "": "/sys/fs/cgroup/unified/cid"}
+    cfg = config()
+    i = [m["destination"] for m in cfg["mounts"]].index("/sys/fs/cgroup")
+    got = steps(build(cfg, bundle, cgroup_paths=paths), "mount", f"mounts[{i}]")
+    assert got[0]["fstype"] == "tmpfs" and not got[0]["flags"] & mo.MS_RDONLY
+    binds = {os.path.basename(s["dst"]): s["src"] for s in got[1:] if s["flags"] & mo.MS_BIND}
+    assert binds == {"cpu,cpuacct": paths["cpu,cpuacct"], "memory": paths["memory"],
+                     "systemd": paths["name=systemd"], "unified": paths[""]}
+    assert all(s["flags"] & mo.MS_RDONLY for s in got[1:])
+    assert got[-1]["flags"] & mo.MS_REMOUNT and got[-1]["flags"] & mo.MS_RDONLY, "the tmpfs is made ro last"
+
+
+def test_cgroup_mount_v1_with_cgroupns_mounts_hierarchies(bundle):
+    paths = {"pids": "/sys/fs/cgroup/pids/cid", "": "/sys/fs/cgroup/unified/cid"}
+    cfg = config()
+    cfg["linux"]["namespaces"].append({"type": "cgroup"})
+    i = [m["destination"] for m in cfg["mounts"]].index("/sys/fs/cgroup")
+    got = steps(build(cfg, bundle, cgroup_paths=paths), "mount", f"mounts[{i}]")
+    sub = {os.path.basename(s["dst"]): (s["fstype"], s["data"]) for s in got[1:] if not s["flags"] & mo.MS_REMOUNT}
+    assert sub == {"pids": ("cgroup", "pids"), "unified": ("cgroup2", None)}
+
+
+def test_cgroup_mount_v2(bundle):
+    cfg = config()
+    i = [m["destination"] for m in cfg["mounts"]].index("/sys/fs/cgroup")
+    (s,) = steps(build(cfg, bundle, cgroup_paths={"": "/sys/fs/cgroup/cid"}), "mount", f"mounts[{i}]")
+    assert s["src"] == "/sys/fs/cgroup/cid" and s["flags"] & mo.MS_BIND and s["flags"] & mo.MS_RDONLY
+    cfg["linux"]["namespaces"].append({"type": "cgroup"})
+    (s,) = steps(build(cfg, bundle, cgroup_paths={"": "/sys/fs/cgroup/cid"}), "mount", f"mounts[{i}]")
+    assert s["fstype"] == "cgroup2" and not s["flags"] & mo.MS_BIND
+
+
+@pytest.mark.xfail(reason="BUG: plan._clean() uses os.path.normpath('/' + path), which keeps POSIX's two "
+                          "leading slashes: '/data' -> '//data' (errors show '//data'; every comparison "
+                          "with a clean path, like the /dev bind check, fails)", strict=True)
+def test_destinations_are_clean(bundle):
+    cfg = config()
+    cfg["mounts"].append({"destination": "/data/../data2/", "type": "tmpfs"})
+    cfg["linux"]["devices"] = [{"path": "/dev/x", "type": "c", "major": 1, "minor": 3}]
+    p = build(cfg, bundle)
+    assert steps(p, "mount")[-1]["dst"] == "/data2"
+    assert steps(p, "mknod", "linux.devices[0]")[0]["dst"] == "/dev/x"
+    assert all(not s["dst"].startswith("//") for s in p["steps"] if s["dst"])
+
+
+def test_relative_destination_is_made_absolute(bundle):
+    cfg = config()
+    cfg["mounts"].append({"destination": "rel/dir", "type": "tmpfs"})
+    dst = steps(build(cfg, bundle), "mount")[-1]["dst"]
+    assert dst.startswith("/") and dst.lstrip("/") == "rel/dir"
+
+
+def test_dotdot_destination_cannot_climb(bundle):
+    cfg = config()
+    cfg["mounts"].append({"destination": "/../../etc/x", "type": "tmpfs"})
+    dst = steps(build(cfg, bundle), "mount")[-1]["dst"]
+    assert ".." not in dst and dst.lstrip("/") == "etc/x"
+
+
+# --- devices --------------------------------------------------------------------------------
+
+def test_default_devices_and_links(bundle):
+    p = build(config(), bundle)
+    nodes = {s["dst"].lstrip("/"): s for s in steps(p, "mknod")}
+    want = {"dev/null": (1, 3), "dev/zero": (1, 5), "dev/full": (1, 7), "dev/random": (1, 8),
+            "dev/urandom": (1, 9), "dev/tty": (5, 0)}
+    assert set(nodes) == set(want)
+    for path, (major, minor) in want.items():
+        assert nodes[path]["mode"] == 0o020666 and nodes[path]["dev"] == os.makedev(major, minor), path
+        assert (nodes[path]["uid"], nodes[path]["gid"]) == (0, 0)
+    links = {s["dst"]: s["src"] for s in steps(p, "symlink")}
+    assert links == {"/dev/fd": "/proc/self/fd", "/dev/stdin": "/proc/self/fd/0", "/dev/stdout": "/proc/self/fd/1",
+                     "/dev/stderr": "/proc/self/fd/2", "/dev/ptmx": "pts/ptmx"}
+
+
+def test_config_devices(bundle):
+    cfg = config()
+    cfg["linux"]["devices"] = [
+        {"path": "/dev/b", "type": "b", "major": 8, "minor": 300, "fileMode": 0o640, "uid": 3, "gid": 4},
+        {"path": "/dev/p", "type": "p", "fileMode": 0o600},
+        {"path": "/dev/u", "type": "u", "major": 1, "minor": 9},
+    ]
+    p = build(cfg, bundle)
+    b, pp, u = (steps(p, "mknod", f"linux.devices[{i}]")[0] for i in range(3))
+    assert (b["mode"], b["dev"], b["uid"], b["gid"]) == (0o060640, os.makedev(8, 300), 3, 4)
+    assert (pp["mode"], pp["dev"]) == (0o010600, 0)
+    assert (u["mode"], u["dev"]) == (0o020666, os.makedev(1, 9))
+
+
+@pytest.mark.parametrize("major, minor", [(1, 3), (259, 70000), (4095, 0xFFFFF), (0, 0)])
+def test_makedev_matches_glibc(major, minor):
+    from ociruntime.linux.devices import makedev
+
+    assert makedev(major, minor) == os.makedev(major, minor)
+
+
+@pytest.mark.xfail(reason="BUG: a config device at a default path (/dev/zero) doesn't replace the default "
+                          "node: config_paths holds '//dev/zero' (plan._clean), never equal to '/dev/zero'",
+                   strict=True)
+def test_config_device_replaces_default(bundle):
+    cfg = config()
+    cfg["linux"]["devices"] = [{"path": "/dev/zero", "type": "c", "major": 1, "minor": 5, "fileMode": 0o600}]
+    zeros = [s for s in steps(build(cfg, bundle), "mknod") if s["dst"].endswith("/dev/zero")]
+    assert len(zeros) == 1 and zeros[0]["mode"] == 0o020600
+
+
+@pytest.mark.xfail(reason="BUG: with /dev bind-mounted the default devices and links are still planned "
+                          "(into the bound host directory): the dev_bound check compares '//dev' with '/dev'",
+                   strict=True)
+def test_bind_mounted_dev_gets_no_device_steps(bundle):
+    (bundle / "hostdev").mkdir()
+    cfg = config()
+    cfg["mounts"] = [m for m in cfg["mounts"] if not m["destination"].startswith("/dev")]
+    cfg["mounts"].append({"destination": "/dev", "type": "bind", "source": "hostdev", "options": ["rbind"]})
+    p = build(cfg, bundle)
+    assert steps(p, "mknod") == [] and steps(p, "symlink") == []
+
+
+def test_user_namespace_device_steps_bind_from_host(bundle):
+    cfg = config()
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 10}]
+    cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 2000, "size": 10}]
+    p = build(cfg, bundle)
+    assert p["userns"] and p["uid_map"] == "0 1000 10\n" and p["gid_map"] == "0 2000 10\n"
+    for s in steps(p, "mknod"):
+        assert os.path.normpath(s["src"]).lstrip("/") == os.path.normpath(s["dst"]).lstrip("/")
+    assert p["clone_flags"] & ns.CLONE_NEWUSER
+
+
+# --- namespaces -----------------------------------------------------------------------------
+
+def test_default_clone_flags(bundle):
+    p = build(config(), bundle)
+    assert p["clone_flags"] == ns.CLONE_NEWPID | ns.CLONE_NEWNET | ns.CLONE_NEWIPC | ns.CLONE_NEWUTS | ns.CLONE_NEWNS
+    assert not p["unshare_cgroupns"] and not p["unshare_timens"] and p["joins"] == []
+    assert p["uid_map"] is None and not p["userns"]
+
+
+def test_cgroup_and_time_namespaces_are_unshared_not_cloned(bundle):
+    cfg = config()
+    cfg["linux"]["namespaces"] += [{"type": "cgroup"}, {"type": "time"}]
+    cfg["linux"]["timeOffsets"] = {"boottime": {"secs": 10}, "monotonic": {"secs": 2, "nanosecs": 3}}
+    p = build(cfg, bundle)
+    assert not p["clone_flags"] & (ns.CLONE_NEWCGROUP | ns.CLONE_NEWTIME)
+    assert p["unshare_cgroupns"] and p["unshare_timens"]
+    assert p["timens_offsets"] == "monotonic 2 3\nboottime 10 0\n"
+
+
+def test_joins_are_ordered_user_first_mount_last(bundle, tmp_path):
+    files = {}
+    for t in ("mount", "network", "user", "ipc"):
+        files[t] = tmp_path / f"ns-{t}"
+        files[t].write_text("")
+    cfg = config()
+    cfg["linux"]["namespaces"] = [{"type": "mount", "path": str(files["mount"])},
+                                  {"type": "network", "path": str(files["network"])},
+                                  {"type": "pid"},
+                                  {"type": "user", "path": str(files["user"])},
+                                  {"type": "ipc", "path": str(files["ipc"])},
+                                  {"type": "uts"}]
+    p = build(cfg, bundle)
+    assert p["joins"] == [(str(files["user"]), ns.CLONE_NEWUSER), (str(files["ipc"]), ns.CLONE_NEWIPC),
+                          (str(files["network"]), ns.CLONE_NEWNET), (str(files["mount"]), ns.CLONE_NEWNS)]
+    assert p["clone_flags"] == ns.CLONE_NEWPID | ns.CLONE_NEWUTS
+    assert p["uid_map"] is None, "a joined user namespace has its maps already"
+    assert steps(p, "propagation") == [], "a joined mount namespace is left as it is"
+
+
+# --- process --------------------------------------------------------------------------------
+
+def test_default_process(bundle):
+    proc = build(config(), bundle)["process"]
+    default = (1 << 29) | (1 << 5) | (1 << 10)  # AUDIT_WRITE, KILL, NET_BIND_SERVICE
+    assert proc["caps"] == {"bounding": default, "effective": default, "permitted": default,
+                            "inheritable": 0, "ambient": 0}
+    assert proc["rlimits"] == [(7, 1024, 1024)]
+    assert proc["no_new_privs"] is True
+    assert (proc["uid"], proc["gid"], proc["groups"], proc["umask"]) == (0, 0, [], -1)
+    assert proc["oom_score_adj"] is None and proc["cwd"] == "/"
+    assert proc["args"] == ["true"] and proc["env"][0].startswith("PATH=")
+
+
+def test_capability_masks(bundle):
+    cfg = config()
+    cfg["process"]["capabilities"] = {
+        "bounding": ["CAP_CHOWN", "CAP_SYS_ADMIN", "CAP_CHECKPOINT_RESTORE"],
+        "effective": ["CAP_CHOWN"],
+        "permitted": ["CAP_CHOWN", "CAP_NET_RAW"],
+        "inheritable": ["CAP_NET_RAW", "CAP_SETUID"],
+        "ambient": ["CAP_NET_RAW", "CAP_SETUID", "CAP_CHOWN"],
+    }
+    caps = build(cfg, bundle)["process"]["caps"]
+    assert caps["bounding"] == (1 << 0) | (1 << 21) | (1 << 40)
+    assert caps["effective"] == 1 << 0
+    assert caps["permitted"] == (1 << 0) | (1 << 13)
+    assert caps["inheritable"] == (1 << 13) | (1 << 7)
+    assert caps["ambient"] == 1 << 13, "only what is both permitted and inheritable"
+
+
+def test_no_capabilities_key_leaves_caps_alone(bundle):
+    cfg = config()
+    del cfg["process"]["capabilities"]
+    assert build(cfg, bundle)["process"]["caps"] is None
+
+
+def test_missing_capability_sets_are_empty(bundle):
+    cfg = config()
+    cfg["process"]["capabilities"] = {"bounding": ["CAP_KILL"]}
+    caps = build(cfg, bundle)["process"]["caps"]
+    assert caps == {"bounding": 1 << 5, "effective": 0, "permitted": 0, "inheritable": 0, "ambient": 0}
+
+
+def test_user_rlimits_oom_nnp(bundle):
+    cfg = config()
+    cfg["process"]["user"] = {"uid": 10, "gid": 20, "additionalGids": [30, 40], "umask": 0o027}
+    cfg["process"]["rlimits"] = [{"type": "RLIMIT_NPROC", "soft": 5, "hard": 6},
+                                 {"type": "RLIMIT_CORE", "soft": 0, "hard": 0}]
+    cfg["process"]["oomScoreAdj"] = 300
+    cfg["process"]["noNewPrivileges"] = False
+    cfg["process"]["env"] = ["A=1"]
+    proc = build(cfg, bundle)["process"]
+    assert (proc["uid"], proc["gid"], proc["groups"], proc["umask"]) == (10, 20, [30, 40], 0o027)
+    assert proc["rlimits"] == [(6, 5, 6), (4, 0, 0)]
+    assert proc["oom_score_adj"] == 300 and proc["no_new_privs"] is False
+    assert proc["env"] == ["A=1"], "an explicit env is used as is (no PATH added)"
+
+
+def test_env_missing_gets_default_path(bundle):
+    cfg = config()
+    del cfg["process"]["env"]
+    assert build(cfg, bundle)["process"]["env"] == [plan.DEFAULT_PATH]
+
+
+def test_hooks_in_plan(bundle):
+    cfg = config()
+    cfg["hooks"] = {"createContainer": [{"path": "/a", "args": ["a", "x"], "env": ["E=1"], "timeout": 3}],
+                    "startContainer": [{"path": "/b"}, {"path": "/c"}]}
+    p = build(cfg, bundle)
+    assert p["create_hooks"] == [{"path": "/a", "args": ["a", "x"], "env": ["E=1"], "timeout": 3,
+                                  "label": "hooks.createContainer[0]"}]
+    assert [h["label"] for h in p["process"]["start_hooks"]] == ["hooks.startContainer[0]",
+                                                                 "hooks.startContainer[1]"]
+    assert p["process"]["start_hooks"][0]["args"] == ["/b"], "args default to [path]"
+
+
+def test_preserve_fds_and_keyring_pass_through(bundle):
+    p = build(config(), bundle, preserve_fds=3, no_new_keyring=True)
+    assert p["preserve_fds"] == 3 and p["no_new_keyring"] is True
+
+
+def test_device_cgroup_rules(bundle):
+    cfg = config()
+    cfg["linux"]["resources"]["devices"].append({"allow": True, "type": "c", "major": 10, "minor": 229,
+                                                 "access": "rw"})
+    rules = build(cfg, bundle)["device_rules"]
+    assert rules[0] == ("deny", "a") and rules[1] == ("allow", "c 10:229 rw")
+    assert ("allow", "c 1:3 rwm") in rules and ("allow", "c 136:* rwm") in rules
+
+
+# --- refused configs ------------------------------------------------------------------------
+
+def test_refused_process_missing(bundle):
+    cfg = config()
+    del cfg["process"]
+    refused(cfg, bundle, "process")
+
+
+@pytest.mark.parametrize("key, value", [("apparmorProfile", "p"), ("selinuxLabel", "l"),
+                                        ("scheduler", {"policy": "SCHED_OTHER"}), ("ioPriority", {"class": "x"})])
+def test_refused_process_features(bundle, key, value):
+    cfg = config()
+    cfg["process"][key] = value
+    refused(cfg, bundle, f"process.{key}", "not supported")
+
+
+@pytest.mark.parametrize("key, value", [("intelRdt", {"closID": "x"}), ("personality", {"domain": "LINUX"}),
+                                        ("mountLabel", "x")])
+def test_refused_linux_features(bundle, key, value):
+    cfg = config()
+    cfg["linux"][key] = value
+    refused(cfg, bundle, f"linux.{key}", "not supported")
+
+
+@pytest.mark.parametrize("key", ["memory", "cpu", "pids", "blockIO", "hugepageLimits", "network", "rdma",
+                                 "unified"])
+def test_refused_resources(bundle, key):
+    cfg = config()
+    cfg["linux"]["resources"][key] = {"x": 1}
+    refused(cfg, bundle, f"linux.resources.{key}")
+
+
+def test_empty_resources_are_fine(bundle):
+    cfg = config()
+    cfg["linux"]["resources"].update(memory={}, cpu=None, pids={})
+    build(cfg, bundle)
+
+
+def test_refused_mount_option(bundle):
+    cfg = config()
+    cfg["mounts"].append({"destination": "/t", "type": "tmpfs", "options": ["nosuid", "tmpcopyup"]})
+    refused(cfg, bundle, f"mounts[{len(cfg['mounts']) - 1}].options", "tmpcopyup")
+
+
+def test_refused_idmapped_mount(bundle):
+    (bundle / "d").mkdir()
+    cfg = config()
+    cfg["mounts"].append({"destination": "/t", "type": "bind", "source": "d", "options": ["bind"],
+                          "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]})
+    refused(cfg, bundle, f"mounts[{len(cfg['mounts']) - 1}]")
+
+
+def test_refused_bind_without_source(bundle):
+    cfg = config()
+    cfg["mounts"].append({"destination": "/t", "type": "bind", "options": ["bind"]})
+    refused(cfg, bundle, f"mounts[{len(cfg['mounts']) - 1}].source")
+
+
+def test_refused_bind_missing_source(bundle):
+    cfg = config()
+    cfg["mounts"].append({"destination": "/t", "type": "bind", "source": "nope"})
+    refused(cfg, bundle, f"mounts[{len(cfg['mounts']) - 1}].source", str(bundle / "nope"))
+
+
+def test_refused_mount_without_type(bundle):
+    cfg = config()
+    cfg["mounts"].append({"destination": "/t", "source": "tmpfs", "options": ["nosuid"]})
+    refused(cfg, bundle, f"mounts[{len(cfg['mounts']) - 1}].type")
+
+
+def test_refused_missing_rootfs(bundle):
+    cfg = config()
+    cfg["root"]["path"] = "nope"
+    refused(cfg, bundle, "root.path", "nope")
+
+
+@pytest.mark.parametrize("field", ["hostname", "domainname"])
+def test_refused_hostname_without_uts(bundle, field):
+    cfg = config(**{field: "x"})
+    cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "uts"]
+    if field == "domainname":
+        del cfg["hostname"]
+    refused(cfg, bundle, field)
+
+
+def test_refused_duplicate_namespace(bundle):
+    cfg = config()
+    cfg["linux"]["namespaces"].insert(2, {"type": "network"})
+    refused(cfg, bundle, "linux.namespaces[2].type", "network")
+
+
+def test_refused_namespace_path_missing(bundle):
+    cfg = config()
+    cfg["linux"]["namespaces"][1]["path"] = str(bundle / "nope")
+    refused(cfg, bundle, "linux.namespaces[1].path")
+
+
+@pytest.mark.parametrize("which", ["linux.uidMappings", "linux.gidMappings"])
+def test_refused_user_namespace_without_maps(bundle, which):
+    cfg = config()
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    other = "linux.gidMappings" if which == "linux.uidMappings" else "linux.uidMappings"
+    cfg["linux"][other.split(".")[1]] = [{"containerID": 0, "hostID": 1000, "size": 1}]
+    refused(cfg, bundle, which)
+
+
+def test_refused_unknown_capability(bundle):
+    cfg = config()
+    cfg["process"]["capabilities"]["permitted"] = ["CAP_KILL", "CAP_BOGUS"]
+    refused(cfg, bundle, "process.capabilities.permitted[1]", "CAP_BOGUS")
+
+
+def test_refused_capability_the_runtime_lacks(bundle, monkeypatch):
+    from ociruntime.linux import capabilities
+
+    if not hasattr(capabilities, "own_permitted"):
+        pytest.skip("this runtime doesn't check its own capabilities")
+    monkeypatch.setattr(capabilities, "own_permitted", lambda: (1 << 5) | (1 << 10) | (1 << 29))
+    cfg = config()
+    build(cfg, bundle)  # the default set is within
+    cfg["process"]["capabilities"]["permitted"].append("CAP_SYS_RESOURCE")
+    refused(cfg, bundle, "process.capabilities.permitted", "CAP_SYS_RESOURCE")
+    cfg = config()
+    cfg["process"]["capabilities"]["bounding"].append("CAP_SYS_RESOURCE")
+    build(cfg, bundle)  # keeping a cap in the bounding set needs nothing
+
+
+def test_refused_rlimits(bundle):
+    cfg = config()
+    cfg["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 2, "hard": 1}]
+    refused(cfg, bundle, "process.rlimits[0]", "soft")
+    cfg["process"]["rlimits"] = [{"type": "RLIMIT_CORE", "soft": 0, "hard": 0},
+                                 {"type": "RLIMIT_CORE", "soft": 1, "hard": 1}]
+    refused(cfg, bundle, "process.rlimits[1].type", "duplicate")
+    cfg["process"]["rlimits"] = [{"type": "RLIMIT_WHAT", "soft": 0, "hard": 0}]
+    refused(cfg, bundle, "process.rlimits[0].type", "RLIMIT_WHAT")
+
+
+def test_refused_empty_args(bundle):
+    cfg = config()
+    cfg["process"]["args"] = []
+    refused(cfg, bundle, "process.args")
+
+
+def test_refused_device_without_numbers(bundle):
+    cfg = config()
+    cfg["linux"]["devices"] = [{"path": "/dev/ok", "type": "p"}, {"path": "/dev/x", "type": "b", "major": 1}]
+    refused(cfg, bundle, "linux.devices[1]", "major")
+
+
+def test_config_error_str_for_whole_document():
+    assert str(ConfigError("", "bad")) == "config.json: bad"
+    e = ConfigError("a.b[1]", "msg")
+    assert (e.path, e.message, str(e)) == ("a.b[1]", "msg", "a.b[1]: msg")

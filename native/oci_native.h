@@ -163,6 +163,13 @@ struct oci_plan {
  * pid (reap it) or -errno. */
 int oci_spawn(const struct oci_plan *plan);
 
+/* Fork a child that writes "0" (itself) into `procs`, the cgroup.procs of the cgroup
+ * it already is in: a no-op move that starts the RCU grace period the kernel waits
+ * out before the first cgroup migration in a while (~10 ms here), so that the
+ * container's own join, a few ms later, finds it done. Returns the child's pid
+ * (reap it) or -errno. */
+int oci_prime_cgroup_migration(const char *procs);
+
 /* Lazily detach the mount at path (umount2 MNT_DETACH). Returns 0 or -errno. */
 int oci_detach_mount(const char *path);
 

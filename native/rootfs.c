@@ -207,7 +207,8 @@ static void do_readonly(int rootfd, const struct oci_step *s)
         oci_fail(1, "%s: bind %s", s->label, s->dst);
     close(fd);
     fd = open_existing(rootfd, s);
-    if (fd < 0 || remount_bind(oci_fdpath(fd, buf), MS_RDONLY) < 0)
+    /* Keep nosuid, nodev, noexec and the atime flags it had: only add read-only. */
+    if (fd < 0 || remount_bind(oci_fdpath(fd, buf), MS_RDONLY | locked_flags(oci_fdpath(fd, buf))) < 0)
         oci_fail(1, "%s: remount %s read-only", s->label, s->dst);
     close(fd);
 }

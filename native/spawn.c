@@ -182,6 +182,14 @@ static void close_inherited(const struct oci_plan *plan)
     int keep[6] = {plan->sync_fd, plan->start_fd, plan->start_wfd, plan->err_rfd, plan->err_wfd, plan->console_fd};
     int i, j, lo = 3 + plan->preserve_fds;
 
+    /* In the preserved range, a close-on-exec fd is one of the runtime's own (the
+     * caller's arrive without the flag): it must not reach the container. */
+    for (i = 3; i < lo; i++) {
+        int fl = fcntl(i, F_GETFD);
+        if (fl >= 0 && (fl & FD_CLOEXEC))
+            close(i);
+    }
+
     for (i = 0; i < 6; i++)
         for (j = i + 1; j < 6; j++)
             if (keep[j] < keep[i]) {
@@ -338,6 +346,19 @@ int oci_spawn(const struct oci_plan *plan)
         run_init(plan);
     n = snprintf(msg, sizeof(msg), "P%d", init);
     send(plan->sync_fd, msg, n, MSG_NOSIGNAL);
+    _exit(0);
+}
+
+int oci_prime_cgroup_migration(const char *procs)
+{
+    pid_t pid = raw_clone(0);
+    int fd;
+
+    if (pid != 0)
+        return pid < 0 ? -errno : pid;
+    fd = open(procs, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0 && write(fd, "0", 1) < 0)
+        _exit(1);
     _exit(0);
 }
 

@@ -12,10 +12,15 @@ from .errors import OCIError
 UNIFIED = ""  # key of the cgroup2 hierarchy in the maps below
 
 
+_cache = {}
+
+
 def hierarchies():
     """{controller-key: mountpoint} of the host: v1 keys are the mount's controllers
     ("memory", "name=systemd"), the cgroup2 mount's key is UNIFIED."""
-    found = {}
+    if "hierarchies" in _cache:
+        return _cache["hierarchies"]
+    found = _cache["hierarchies"] = {}
     with open("/proc/self/mountinfo") as f:
         for line in f:
             fields = line.split()
@@ -31,7 +36,9 @@ def hierarchies():
 
 def own_cgroups():
     """{controller-key: path} of this process (from /proc/self/cgroup)."""
-    own = {}
+    if "own" in _cache:
+        return _cache["own"]
+    own = _cache["own"] = {}
     with open("/proc/self/cgroup") as f:
         for line in f:
             _, controllers, path = line.rstrip("\n").split(":", 2)
@@ -55,6 +62,18 @@ def container_paths(cgroups_path, container_id):
             raise OCIError(f"linux.cgroupsPath: {cgroups_path!r} leaves the cgroup hierarchy")
         paths[key] = os.path.join(mountpoint, rel)
     return paths
+
+
+def prime_migration():
+    """Start the kernel's pre-migration grace period now, in a child that "moves" itself
+    into the cgroup it is already in (see oci_prime_cgroup_migration). Returns its pid."""
+    from .native import prime_cgroup_migration
+
+    mounts = hierarchies()
+    for key, path in own_cgroups().items():
+        if key in mounts:
+            return prime_cgroup_migration(os.path.join(mounts[key], path.lstrip("/"), "cgroup.procs"))
+    return None
 
 
 def make(paths, created):

@@ -37,6 +37,12 @@ def loads(s):
         obj, end = _scan(s, idx)
     except StopIteration as e:
         raise ValueError(f"expecting a value at {_where(s, e.value)}") from None
+    except (ValueError, SystemError):
+        # The scanner builds its error from json.decoder, which we never imported:
+        # let the json module parse the broken document and word the error.
+        import json
+
+        return json.loads(s)
     rest = s[end:].lstrip(_WS)
     if rest:
         raise ValueError(f"extra data at {_where(s, len(s) - len(rest))}")

@@ -138,23 +138,40 @@ def _c_plan(plan, sync_fd, start_fds):
     return c, k
 
 
+def _above(fd, low):
+    """``fd`` moved to the lowest free number >= low (close-on-exec)."""
+    if fd >= low:
+        return fd
+    import fcntl
+
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, low)
+    os.close(fd)
+    return moved
+
+
 class Init:
     """The parent's handle on a container init being created."""
 
     def __init__(self, plan, console_fd=-1):
         self.plan = plan
         self.pid = None
+        # Every fd the init keeps must sit above the caller's preserved fds 3..3+N-1:
+        # one landing in a gap there would cross the exec into the container.
+        low = 3 + plan["preserve_fds"]
         self._sock, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+        child_fd = _above(child.detach(), low)
         # The init blocks reading start_r while created; it holds start_w itself, so the
         # read can't see EOF before someone writes the start byte through /proc.
-        self.start_r, self.start_w = os.pipe()
-        self.err_r, self.err_w = os.pipe()
-        c, keep = _c_plan(plan, child.fileno(), (self.start_r, self.start_w, self.err_r, self.err_w))
+        self.start_r, self.start_w, self.err_r, self.err_w = (_above(fd, low) for fd in (*os.pipe(), *os.pipe()))
+        console_fd = _above(os.dup(console_fd), low) if console_fd >= 0 else -1
+        c, keep = _c_plan(plan, child_fd, (self.start_r, self.start_w, self.err_r, self.err_w))
         c.console_fd = console_fd
         c.console_rows, c.console_cols = plan["console_size"]
         stage1 = lib.oci_spawn(c)
         del keep
-        child.close()
+        os.close(child_fd)
+        if console_fd >= 0:
+            os.close(console_fd)
         if stage1 < 0:
             self._close()
             raise OCIError(f"clone: {os.strerror(-stage1)}")
@@ -210,6 +227,11 @@ class Init:
                 except OSError:
                     pass
         self.start_r = self.start_w = self.err_r = self.err_w = None
+
+
+def prime_cgroup_migration(procs):
+    pid = lib.oci_prime_cgroup_migration(procs.encode())
+    return pid if pid > 0 else None
 
 
 def receive_pty_master(sock):

@@ -149,6 +149,7 @@ def _steps(config, linux, bundle, rootfs, ns_new, ns_all, userns, no_pivot, cgro
         steps.append(step("propagation", "linux.rootfsPropagation", dst="/", propagation=propagation))
 
     for key, value in (linux.get("sysctl") or {}).items():
+        _check_sysctl(key, ns_all)
         steps.append(step("sysctl", f"linux.sysctl.{key}", dst="/proc/sys/" + key.replace(".", "/"), src=value))
     if (config.get("root") or {}).get("readonly"):
         steps.append(step("remount_root", "root.readonly", dst="/", flags=mountopts.MS_RDONLY))
@@ -163,8 +164,30 @@ def _steps(config, linux, bundle, rootfs, ns_new, ns_all, userns, no_pivot, cgro
     return steps
 
 
+# Sysctls that belong to a namespace (runc's list): only those may be set, and only
+# when the container has that namespace of its own; anything else would be the host's.
+_IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
+_UTS_SYSCTLS = {"kernel.hostname", "kernel.domainname"}
+
+
+def _check_sysctl(key, namespaces_):
+    label = f"linux.sysctl.{key}"
+    if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        needed = "ipc"
+    elif key.startswith("net."):
+        needed = "network"
+    elif key in _UTS_SYSCTLS:
+        needed = "uts"
+    else:
+        raise ConfigError(label, "is not in a namespace of the container's: setting it would change the host")
+    if needed not in namespaces_:
+        raise ConfigError(label, f"needs a {needed} namespace: without one it would change the host's")
+
+
 def _clean(path):
-    return os.path.normpath("/" + path)
+    """An absolute, normalized path ("//x" is kept by normpath: strip it to "/x")."""
+    return "/" + os.path.normpath("/" + path).lstrip("/")
 
 
 def _is_bind(m):

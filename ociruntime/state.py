@@ -33,12 +33,14 @@ class Container:
     def new(cls, root, container_id):
         """Claim the id: the directory is made atomically, so a duplicate fails here."""
         check_id(container_id)
-        os.makedirs(root, mode=0o711, exist_ok=True)
         path = os.path.join(root, container_id)
         try:
+            os.makedirs(root, mode=0o711, exist_ok=True)
             os.mkdir(path, 0o711)
         except FileExistsError:
             raise OCIError(f"container with id {container_id!r} already exists") from None
+        except OSError as e:
+            raise OCIError(f"--root {root}: {e.strerror}") from None
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         fcntl.flock(fd, fcntl.LOCK_EX)
         return cls(root, container_id, fd, {})

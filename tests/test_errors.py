@@ -36,9 +36,6 @@ def wait_status(runtime, cid, status, timeout=5):
 
 # --- config.json ----------------------------------------------------------------------------
 
-@pytest.mark.xfail(reason="BUG: a JSON syntax error in config.json raises SystemError with a traceback: "
-                          "fastjson's C scanner needs json.decoder imported to raise JSONDecodeError",
-                   strict=True)
 @pytest.mark.parametrize("text", ["{bad json", '{"ociVersion": "1.0.0",}', '{"a" 1}'])
 def test_invalid_json(runtime, make_bundle, text):
     bundle = make_bundle("true")
@@ -316,8 +313,6 @@ def test_invalid_signal_name(runtime, make_bundle, sig):
     runtime("delete", "--force", cid)
 
 
-@pytest.mark.xfail(reason="BUG: a numeric signal out of range (kill ID 999) raises OSError EINVAL from "
-                          "pidfd_send_signal with a traceback; parse_signal accepts any digits", strict=True)
 @pytest.mark.parametrize("all_processes", [False, True])
 def test_out_of_range_signal_number(runtime, make_bundle, all_processes):
     bundle = make_bundle("sleep", "30")
@@ -355,9 +350,6 @@ def test_version(runtime):
     assert out.startswith("ociruntime version ") and "spec: 1." in out
 
 
-@pytest.mark.xfail(reason="BUG: `spec --bundle DIR` with a DIR that doesn't exist dies with a "
-                          "FileNotFoundError traceback (commands/spec.py opens the file unguarded)",
-                   strict=True)
 def test_spec_into_missing_bundle_dir(runtime, tmp_path):
     one_error(runtime("spec", "--bundle", tmp_path / "nope", check=False), str(tmp_path / "nope"))
 
@@ -386,9 +378,6 @@ def test_spec_output_runs(runtime, tmp_path, rootfs_template):
     assert proc.stdout == f"from-spec\n{config['hostname']}\n"
 
 
-@pytest.mark.xfail(reason="BUG: an unusable --root (a path under a regular file) makes create die with "
-                          "a NotADirectoryError traceback from os.makedirs in state.Container.new",
-                   strict=True)
 def test_unusable_root_dir(make_bundle, tmp_path):
     bundle = make_bundle("true")
     (tmp_path / "afile").write_text("")

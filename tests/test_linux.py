@@ -294,9 +294,6 @@ def test_sysctl_of_missing_key_fails_naming_it(runtime, make_bundle):
     assert len(err.strip().splitlines()) == 1, err
 
 
-@pytest.mark.xfail(reason="BUG: a sysctl outside the container's namespaces (vm.*, or net.* without a "
-                          "network namespace) is written to the host's /proc/sys; runc refuses it",
-                   strict=True)
 def test_sysctl_not_in_a_container_namespace_is_refused(runtime, make_bundle):
     # The value written is the host's current one, so the bug, when present, changes nothing.
     current = open("/proc/sys/vm/stat_interval").read().strip()
@@ -307,8 +304,6 @@ def test_sysctl_not_in_a_container_namespace_is_refused(runtime, make_bundle):
     assert code != 0 and "linux.sysctl" in err and "vm.stat_interval" in err
 
 
-@pytest.mark.xfail(reason="BUG: net.* sysctls are written even when the container shares the host's "
-                          "network namespace; runc refuses them", strict=True)
 def test_net_sysctl_without_network_namespace_is_refused(runtime, make_bundle):
     current = open("/proc/sys/net/ipv4/ip_forward").read().strip()
     bundle = make_bundle("true")
@@ -363,8 +358,6 @@ def test_readonly_paths_refuse_writes(runtime, make_bundle):
     assert err.count("Read-only file system") == 2, err
 
 
-@pytest.mark.xfail(reason="BUG: readonlyPaths remount drops nosuid/nodev/noexec of the path's mount "
-                          "(runc keeps them: statfs flags | MS_RDONLY)", strict=True)
 def test_readonly_path_keeps_nosuid_nodev_noexec(runtime, make_bundle):
     bundle = make_bundle("cat", "/proc/self/mountinfo")
     bundle.config["linux"]["readonlyPaths"].append("/dev/shm")
@@ -525,9 +518,6 @@ def test_config_device_without_major_is_refused(runtime, make_bundle):
     assert code != 0 and "linux.devices[0]" in err and "Traceback" not in err
 
 
-@pytest.mark.xfail(reason="BUG: a linux.devices entry for a default device path (/dev/zero) doesn't "
-                          "replace the default: plan._clean() gives '//dev/zero', so the default node is "
-                          "made first with 0666 and the config's mknod hits EEXIST", strict=True)
 def test_config_device_overrides_default(runtime, make_bundle):
     bundle = make_bundle("sh", "-c", STAT_DEV + "/dev/zero")
     bundle.config["linux"]["devices"] = [{"path": "/dev/zero", "type": "c", "major": 1, "minor": 5,

@@ -295,9 +295,6 @@ def test_cgroup_mount_v2(bundle):
     assert s["fstype"] == "cgroup2" and not s["flags"] & mo.MS_BIND
 
 
-@pytest.mark.xfail(reason="BUG: plan._clean() uses os.path.normpath('/' + path), which keeps POSIX's two "
-                          "leading slashes: '/data' -> '//data' (errors show '//data'; every comparison "
-                          "with a clean path, like the /dev bind check, fails)", strict=True)
 def test_destinations_are_clean(bundle):
     cfg = config()
     cfg["mounts"].append({"destination": "/data/../data2/", "type": "tmpfs"})
@@ -359,9 +356,6 @@ def test_makedev_matches_glibc(major, minor):
     assert makedev(major, minor) == os.makedev(major, minor)
 
 
-@pytest.mark.xfail(reason="BUG: a config device at a default path (/dev/zero) doesn't replace the default "
-                          "node: config_paths holds '//dev/zero' (plan._clean), never equal to '/dev/zero'",
-                   strict=True)
 def test_config_device_replaces_default(bundle):
     cfg = config()
     cfg["linux"]["devices"] = [{"path": "/dev/zero", "type": "c", "major": 1, "minor": 5, "fileMode": 0o600}]
@@ -369,9 +363,6 @@ def test_config_device_replaces_default(bundle):
     assert len(zeros) == 1 and zeros[0]["mode"] == 0o020600
 
 
-@pytest.mark.xfail(reason="BUG: with /dev bind-mounted the default devices and links are still planned "
-                          "(into the bound host directory): the dev_bound check compares '//dev' with '/dev'",
-                   strict=True)
 def test_bind_mounted_dev_gets_no_device_steps(bundle):
     (bundle / "hostdev").mkdir()
     cfg = config()

@@ -20,6 +20,17 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
     socket, ``run``'s own) or to the unix socket at ``console_socket`` (an engine's).
     """
     state.check_id(container_id)
+    primer = cgroups.prime_migration()
+    try:
+        return _create(root, container_id, bundle, pid_file, no_pivot, no_new_keyring, preserve_fds,
+                       console_socket, console)
+    finally:
+        if primer:
+            os.waitpid(primer, 0)
+
+
+def _create(root, container_id, bundle, pid_file, no_pivot, no_new_keyring, preserve_fds, console_socket,
+            console):
     bundle = os.path.abspath(bundle)
     config = config_mod.load(bundle)
     terminal = bool((config.get("process") or {}).get("terminal"))

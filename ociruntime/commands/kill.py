@@ -10,6 +10,8 @@ from ..errors import OCIError
 def parse_signal(value):
     """A number, or a name with or without SIG ("TERM", "SIGKILL", "rtmin+1")."""
     if value.isdigit():
+        if int(value) >= _signal.NSIG:
+            raise OCIError(f"invalid signal {value!r}: signals are 0 to {_signal.NSIG - 1}")
         return int(value)
     name = value.upper()
     if not name.startswith("SIG"):

@@ -9,7 +9,10 @@ from ..spec import default_config
 
 def main(bundle=".", rootless=False):
     path = os.path.join(bundle, "config.json")
-    if os.path.exists(path):
-        raise OCIError(f"{path}: file already exists")
-    with open(path, "w") as f:
-        json.dump(default_config(rootless=rootless), f, indent="\t")
+    try:
+        with open(path, "x") as f:
+            json.dump(default_config(rootless=rootless), f, indent="\t")
+    except FileExistsError:
+        raise OCIError(f"{path}: file already exists") from None
+    except OSError as e:
+        raise OCIError(f"{path}: {e.strerror}") from None

@@ -110,6 +110,14 @@ class Runtime:
         return proc.returncode, proc.stdout, proc.stderr
 
 
+def run_ok(runtime, bundle):
+    """Run the bundle; return its stdout, failing with its stderr when it exits non-zero."""
+    code, out, err = runtime.run_output(bundle)
+    assert code == 0, f"exit {code}\nstdout: {out}\nstderr: {err}"
+    assert "Traceback" not in err, err
+    return out
+
+
 def leftovers(runtime, tmp_path):
     """What a finished test left behind: the empty list when nothing."""
     found = []
@@ -120,14 +128,20 @@ def leftovers(runtime, tmp_path):
     for cid in runtime.ids:
         for base, dirs, _ in os.walk("/sys/fs/cgroup"):
             found += [f"cgroup {os.path.join(base, d)}" for d in dirs if d == cid]
+    # A container's process has pivoted: /proc/<pid>/root reads "/", but it is the
+    # bundle's rootfs directory all the same (same device and inode).
+    roots = set()
+    for rootfs in tmp_path.glob("*/rootfs"):
+        st = os.stat(rootfs)
+        roots.add((st.st_dev, st.st_ino))
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
-                root = os.readlink(f"/proc/{pid}/root")
+                st = os.stat(f"/proc/{pid}/root")
             except OSError:
                 continue
-            if root.startswith(str(tmp_path)):
-                found.append(f"process {pid} rooted at {root}")
+            if (st.st_dev, st.st_ino) in roots:
+                found.append(f"process {pid} in a rootfs of this test")
     return found
 
 

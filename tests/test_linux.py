@@ -7,16 +7,10 @@ import subprocess
 import time
 
 import pytest
+from conftest import run_ok
 
 pytestmark = pytest.mark.root
 
-
-def run_ok(runtime, bundle):
-    """Run the bundle; return its stdout, failing with its stderr when it exits non-zero."""
-    code, out, err = runtime.run_output(bundle)
-    assert code == 0, f"exit {code}\nstdout: {out}\nstderr: {err}"
-    assert "Traceback" not in err, err
-    return out
 
 
 def ns_inode(kind, pid="self"):

@@ -6,15 +6,10 @@ import subprocess
 import uuid
 
 import pytest
+from conftest import run_ok
 
 pytestmark = pytest.mark.root
 
-
-def run_ok(runtime, bundle):
-    code, out, err = runtime.run_output(bundle)
-    assert code == 0, f"exit {code}\nstdout: {out}\nstderr: {err}"
-    assert "Traceback" not in err, err
-    return out
 
 
 def parse_mountinfo(text):

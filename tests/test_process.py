@@ -7,16 +7,10 @@ import tempfile
 import time
 
 import pytest
-from conftest import RUNTIME
+from conftest import RUNTIME, run_ok
 
 pytestmark = pytest.mark.root
 
-
-def run_ok(runtime, bundle):
-    code, out, err = runtime.run_output(bundle)
-    assert code == 0, f"exit {code}\nstdout: {out}\nstderr: {err}"
-    assert "Traceback" not in err, err
-    return out
 
 
 def status_fields(out):

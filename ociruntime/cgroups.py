@@ -76,9 +76,11 @@ def prime_migration():
     return None
 
 
-def make(paths, created):
-    """Make each cgroup directory; every one made is appended to ``created`` at once,
-    so that a create failing half-way still knows what to ``remove``."""
+def make(paths, created, device_rules):
+    """Make each cgroup directory and apply the device rules, before any process is in
+    it: v1 rules go in one by one (deny all, then allow), and a process inside would see
+    the gaps. Every directory made is appended to ``created`` at once, so that a create
+    failing half-way still knows what to ``remove``."""
     try:
         for key, path in paths.items():
             made = _makedirs(path)
@@ -86,21 +88,21 @@ def make(paths, created):
             if "cpuset" in key.split(","):
                 for d in made:
                     _inherit_cpuset(d)
+        devices = next((p for k, p in paths.items() if "devices" in k.split(",")), None)
+        if device_rules and devices:
+            for kind, rule in device_rules:
+                _write(os.path.join(devices, f"devices.{kind}"), rule)
     except OSError as e:
         raise OCIError(f"linux.cgroupsPath: {e.filename}: {e.strerror}") from None
 
 
-def join(paths, pid, device_rules):
-    """Move ``pid`` into the container's cgroups and apply the device rules."""
+def join(paths, pid):
+    """Move ``pid`` into the container's cgroups."""
     try:
         for key, path in paths.items():
             if key == UNIFIED and not _is_leaf_ok(path):
                 continue
             _write(os.path.join(path, "cgroup.procs"), str(pid))
-        devices = next((p for k, p in paths.items() if "devices" in k.split(",")), None)
-        if device_rules and devices:
-            for kind, rule in device_rules:
-                _write(os.path.join(devices, f"devices.{kind}"), rule)
     except OSError as e:
         raise OCIError(f"linux.cgroupsPath: {e.filename}: {e.strerror}") from None
 

@@ -80,9 +80,9 @@ def _create(root, container_id, bundle, pid_file, no_pivot, no_new_keyring, pres
         # The init builds its mounts while we join the cgroups: the first v1 migration
         # waits out an RCU grace period (~10 ms here), worth overlapping.
         data["cgroups_created"] = created_cgroups
-        cgroups.make(cgroup_paths, created_cgroups)
+        cgroups.make(cgroup_paths, created_cgroups, plan["device_rules"])
         init.send(b"G")
-        cgroups.join(cgroup_paths, init.pid, plan["device_rules"])
+        cgroups.join(cgroup_paths, init.pid)
         if plan["unshare_cgroupns"]:
             init.send(b"C")
         freezer = next((p for k, p in cgroup_paths.items() if "freezer" in k.split(",")), None)

@@ -32,6 +32,7 @@
 #define OCI_STEP_PROPAGATION   12  /* mount(NULL, dst, NULL, propagation): "/" before PIVOT means the host root */
 #define OCI_STEP_BIND_ROOTFS   13  /* bind the rootfs onto itself (recursive) so pivot_root can use it */
 #define OCI_STEP_MKDIR         14  /* make dst (and its parents) a directory */
+#define OCI_STEP_WAIT_PARENT   15  /* wait for 'G' here (see the protocol below) */
 
 #define OCI_PIVOT_ROOT          0  /* pivot_root and detach the old root */
 #define OCI_PIVOT_MOVE          1  /* move the rootfs mount onto / and chroot (--no-pivot) */
@@ -121,7 +122,9 @@ struct oci_plan {
     const char *timens_offsets; /* ... and writes these offsets first, or NULL */
     int njoins;                 /* namespaces joined (setns) before the clone, user namespace first */
     const struct oci_join *joins;
-    int userns;                 /* in a new user namespace: wait for id maps, then setresuid(0) */
+    int userns;                 /* in a user namespace: setresuid(0) after 'G' */
+    int early_sync;             /* wait for 'G' before anything (id maps, a cgroup namespace);
+                                   else the steps hold an OCI_STEP_WAIT_PARENT */
     const char *rootfs;         /* absolute host path */
     int nsteps;
     const struct oci_step *steps;
@@ -145,8 +148,10 @@ struct oci_plan {
 /*
  * Messages on sync_fd, one per datagram, first byte is the type.
  *   child -> parent  'P' + decimal pid   stage 1 cloned the init (which is the caller's child)
- *   parent -> child  'G'                 id maps written: go on (the parent joins the cgroups
- *                                        meanwhile; it answers 'H' only once they are joined)
+ *   parent -> child  'G'                 id maps written, cgroup directories made: go on (the
+ *                                        parent joins the cgroups meanwhile and answers 'H'
+ *                                        only once they are joined). Awaited first thing with
+ *                                        early_sync, else at the OCI_STEP_WAIT_PARENT step.
  *   parent -> child  'C'                 cgroups joined; sent, and awaited before anything
  *                                        else, only when unshare_cgroupns is set
  *   child -> parent  'H'                 mounts done, before pivot: run prestart + createRuntime hooks
@@ -162,13 +167,6 @@ struct oci_plan {
 /* Fork stage 1, which joins namespaces and clones the init. Returns stage 1's
  * pid (reap it) or -errno. */
 int oci_spawn(const struct oci_plan *plan);
-
-/* Fork a child that writes "0" (itself) into `procs`, the cgroup.procs of the cgroup
- * it already is in: a no-op move that starts the RCU grace period the kernel waits
- * out before the first cgroup migration in a while (~10 ms here), so that the
- * container's own join, a few ms later, finds it done. Returns the child's pid
- * (reap it) or -errno. */
-int oci_prime_cgroup_migration(const char *procs);
 
 /* Lazily detach the mount at path (umount2 MNT_DETACH). Returns 0 or -errno. */
 int oci_detach_mount(const char *path);

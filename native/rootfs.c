@@ -252,7 +252,8 @@ static void write_file(int rootfd, const struct oci_step *s)
     close(fd);
 }
 
-void oci_run_steps(const struct oci_plan *plan, void (*hooks_point)(const struct oci_plan *))
+void oci_run_steps(const struct oci_plan *plan, void (*hooks_point)(const struct oci_plan *),
+                   void (*wait_parent)(const struct oci_plan *))
 {
     int rootfd = open(plan->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC), i;
 
@@ -293,6 +294,9 @@ void oci_run_steps(const struct oci_plan *plan, void (*hooks_point)(const struct
         }
         case OCI_STEP_HOOKS:
             hooks_point(plan);
+            break;
+        case OCI_STEP_WAIT_PARENT:
+            wait_parent(plan);
             break;
         case OCI_STEP_PIVOT:
             close(rootfd);

@@ -52,6 +52,11 @@ static void tell(int fd, char type)
         _exit(1);
 }
 
+static void wait_parent(const struct oci_plan *plan)
+{
+    expect(plan->sync_fd, 'G');
+}
+
 static void hooks_point(const struct oci_plan *plan)
 {
     char err[512];
@@ -268,7 +273,8 @@ static void run_init(const struct oci_plan *plan)
     oci_report_fd = plan->sync_fd;
     close_inherited(plan);
     prctl(PR_SET_NAME, "ociruntime:init", 0, 0, 0);
-    expect(plan->sync_fd, 'G');
+    if (plan->early_sync)
+        expect(plan->sync_fd, 'G');
     if (plan->unshare_cgroupns)
         expect(plan->sync_fd, 'C'); /* the namespace's root is the cgroup we are in */
     if (plan->userns && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
@@ -288,7 +294,7 @@ static void run_init(const struct oci_plan *plan)
         close(fd);
     }
     saved_umask = umask(0);
-    oci_run_steps(plan, hooks_point);
+    oci_run_steps(plan, hooks_point, wait_parent);
     if (plan->console_fd >= 0)
         setup_console(plan);
     umask(saved_umask);
@@ -346,19 +352,6 @@ int oci_spawn(const struct oci_plan *plan)
         run_init(plan);
     n = snprintf(msg, sizeof(msg), "P%d", init);
     send(plan->sync_fd, msg, n, MSG_NOSIGNAL);
-    _exit(0);
-}
-
-int oci_prime_cgroup_migration(const char *procs)
-{
-    pid_t pid = raw_clone(0);
-    int fd;
-
-    if (pid != 0)
-        return pid < 0 ? -errno : pid;
-    fd = open(procs, O_WRONLY | O_CLOEXEC);
-    if (fd >= 0 && write(fd, "0", 1) < 0)
-        _exit(1);
     _exit(0);
 }
 

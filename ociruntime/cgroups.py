@@ -65,14 +65,25 @@ def container_paths(cgroups_path, container_id):
 
 
 def prime_migration():
-    """Start the kernel's pre-migration grace period now, in a child that "moves" itself
-    into the cgroup it is already in (see oci_prime_cgroup_migration). Returns its pid."""
-    from .native import prime_cgroup_migration
+    """Start the kernel's wait before a cgroup migration now; returns a pid to reap.
 
+    The first migration in a while (moving a process between cgroups) waits out an RCU
+    grace period, ~10 ms here, and the container's join would pay it. A child that
+    "moves" itself into the cgroup it already is in starts that wait at once, while
+    this process goes on with the config; nothing changes cgroup.
+    """
     mounts = hierarchies()
     for key, path in own_cgroups().items():
         if key in mounts:
-            return prime_cgroup_migration(os.path.join(mounts[key], path.lstrip("/"), "cgroup.procs"))
+            procs = os.path.join(mounts[key], path.lstrip("/"), "cgroup.procs")
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    fd = os.open(procs, os.O_WRONLY)
+                    os.write(fd, b"0")
+                finally:
+                    os._exit(0)
+            return pid
     return None
 
 

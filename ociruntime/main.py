@@ -132,15 +132,24 @@ def dispatch(glob, command, opts):
     if command == "version":
         sys.stdout.write(f"ociruntime version {__version__}\ncommit: {_commit()}\nspec: {SPEC_VERSION}\n")
         return 0
-    if command == "create":
-        from .commands import create
+    if command in ("create", "run"):
+        from . import cgroups
 
-        create.main(root, **opts)
-    elif command == "run":
-        from .commands import run
+        primer = cgroups.prime_migration()  # before the imports: the earlier, the better
+        try:
+            if command == "run":
+                from .commands import run
 
-        return run.main(root, **opts)
-    elif command == "start":
+                return run.main(root, **opts)
+            from .commands import create
+
+            create.main(root, **opts)
+        finally:
+            if primer:
+                import os
+
+                os.waitpid(primer, 0)
+    if command == "start":
         from .commands import start
 
         start.main(root, **opts)

@@ -13,7 +13,7 @@ _OPS = {
     "readonly": lib.OCI_STEP_READONLY, "mask": lib.OCI_STEP_MASK, "remount_root": lib.OCI_STEP_REMOUNT_ROOT,
     "hostname": lib.OCI_STEP_HOSTNAME, "domainname": lib.OCI_STEP_DOMAINNAME,
     "propagation": lib.OCI_STEP_PROPAGATION, "bind_rootfs": lib.OCI_STEP_BIND_ROOTFS,
-    "mkdir": lib.OCI_STEP_MKDIR,
+    "mkdir": lib.OCI_STEP_MKDIR, "wait_parent": lib.OCI_STEP_WAIT_PARENT,
 }
 
 
@@ -116,6 +116,7 @@ def _c_plan(plan, sync_fd, start_fds):
         joins[i].nstype = nstype
     c.joins = joins
     c.userns = int(plan["userns"])
+    c.early_sync = int(plan["early_sync"])
     c.rootfs = k.str(plan["rootfs"])
     steps = plan["steps"]
     arr = k.array("struct oci_step", len(steps))
@@ -194,7 +195,11 @@ class Init:
         return "the container's init exited during setup"
 
     def send(self, type_, payload=b""):
-        self._sock.send(type_ + payload)
+        try:
+            self._sock.send(type_ + payload)
+        except OSError:
+            # The init failed meanwhile: its error is waiting on the socket.
+            raise OCIError(self._error(self._recv())) from None
 
     def expect(self, type_):
         msg = self._recv()
@@ -227,11 +232,6 @@ class Init:
                 except OSError:
                     pass
         self.start_r = self.start_w = self.err_r = self.err_w = None
-
-
-def prime_cgroup_migration(procs):
-    pid = lib.oci_prime_cgroup_migration(procs.encode())
-    return pid if pid > 0 else None
 
 
 def receive_pty_master(sock):

@@ -51,6 +51,10 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
         raise ConfigError("root.path", f"{rootfs}: not a directory")
     rootfs = os.path.realpath(rootfs)
 
+    early_sync = userns or "cgroup" in ns_new
+    steps = _steps(config, linux, bundle, rootfs, ns_new, ns_all, userns, no_pivot, cgroup_paths or {})
+    if not early_sync:
+        _insert_wait_parent(steps, cgroup_paths or {})
     clone_flags = 0
     for t in ns_new:
         if t not in ("cgroup", "time"):
@@ -66,7 +70,8 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
         "uid_map": _id_map(linux.get("uidMappings"), "linux.uidMappings") if "user" in ns_new else None,
         "gid_map": _id_map(linux.get("gidMappings"), "linux.gidMappings") if "user" in ns_new else None,
         "rootfs": rootfs,
-        "steps": _steps(config, linux, bundle, rootfs, ns_new, ns_all, userns, no_pivot, cgroup_paths or {}),
+        "early_sync": early_sync,
+        "steps": steps,
         "host_mounts": "mount" not in ns_all,
         "create_hooks": hook_entries(config, "createContainer"),
         "process": _process(process, hook_entries(config, "startContainer"), _seccomp(linux)),
@@ -76,6 +81,16 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
         "no_new_keyring": no_new_keyring,
         "device_rules": devices.cgroup_rules((linux.get("resources") or {}).get("devices") or []),
     }
+
+
+def _insert_wait_parent(steps, cgroup_paths):
+    """The init needs the parent's 'G' only once a step reads a cgroup directory (or at
+    the hooks): until then it builds mounts while the parent makes the cgroups."""
+    dirs = tuple(cgroup_paths.values())
+    for i, s in enumerate(steps):
+        if s["op"] == "hooks" or (s["src"] and dirs and s["src"].startswith(dirs)):
+            steps.insert(i, step("wait_parent", "linux.cgroupsPath"))
+            return
 
 
 def _refuse_unsupported(config, linux, process):

@@ -68,8 +68,8 @@ def refused(cfg, bundle, path, *words, **kw):
 
 def test_default_config_step_order(bundle):
     p = build(config(), bundle)
-    assert ops(p) == ["propagation", "bind_rootfs", "mount", "mknod", "symlink", "mkdir", "hooks", "pivot",
-                      "remount_root", "readonly", "mask", "hostname"]
+    assert ops(p) == ["propagation", "bind_rootfs", "mount", "mknod", "symlink", "mkdir", "wait_parent", "hooks",
+                      "pivot", "remount_root", "readonly", "mask", "hostname"]
 
 
 def test_full_step_order(bundle):
@@ -79,9 +79,28 @@ def test_full_step_order(bundle):
     p = build(cfg, bundle)
     order = ops(p)
     assert order[:order.index("pivot") + 1] == ["propagation", "bind_rootfs", "mount", "mknod", "symlink", "mkdir",
-                                                "hooks", "pivot"]
+                                                "wait_parent", "hooks", "pivot"]
     after = [o for o in order[order.index("pivot") + 1:] if o != "propagation"]
     assert after == ["sysctl", "remount_root", "readonly", "mask", "hostname", "domainname"]
+
+
+def test_wait_parent_before_the_first_step_reading_a_cgroup_dir(bundle):
+    """The init builds mounts while the parent makes the cgroups; it must wait before the
+    cgroup mount binds the container's cgroup directories."""
+    paths = {"memory": "/sys/fs/cgroup/memory/c1", "pids": "/sys/fs/cgroup/pids/c1"}
+    p = build(config(), bundle, cgroup_paths=paths)
+    order = [s["op"] for s in p["steps"]]
+    first_cgroup_read = next(i for i, s in enumerate(p["steps"]) if (s["src"] or "").startswith(tuple(paths.values())))
+    assert order.count("wait_parent") == 1 and order.index("wait_parent") == first_cgroup_read - 1
+    assert not p["early_sync"]
+
+
+def test_user_namespace_syncs_first_thing(bundle):
+    cfg = config()
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    cfg["linux"]["uidMappings"] = cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
+    p = build(cfg, bundle)
+    assert p["early_sync"] and "wait_parent" not in ops(p)
 
 
 def test_one_pivot_one_hooks_point_one_bind_rootfs(bundle):

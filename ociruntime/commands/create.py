@@ -20,17 +20,6 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
     socket, ``run``'s own) or to the unix socket at ``console_socket`` (an engine's).
     """
     state.check_id(container_id)
-    primer = cgroups.prime_migration()
-    try:
-        return _create(root, container_id, bundle, pid_file, no_pivot, no_new_keyring, preserve_fds,
-                       console_socket, console)
-    finally:
-        if primer:
-            os.waitpid(primer, 0)
-
-
-def _create(root, container_id, bundle, pid_file, no_pivot, no_new_keyring, preserve_fds, console_socket,
-            console):
     bundle = os.path.abspath(bundle)
     config = config_mod.load(bundle)
     terminal = bool((config.get("process") or {}).get("terminal"))
@@ -52,6 +41,7 @@ def _create(root, container_id, bundle, pid_file, no_pivot, no_new_keyring, pres
     init = None
     created_cgroups = []
     try:
+        container.data["cgroups_created"] = created_cgroups
         try:
             init = Init(plan, console.fileno() if console is not None else -1)
         finally:
@@ -77,9 +67,8 @@ def _create(root, container_id, bundle, pid_file, no_pivot, no_new_keyring, pres
         })
         if plan["uid_map"]:
             init.write_id_maps()
-        # The init builds its mounts while we join the cgroups: the first v1 migration
-        # waits out an RCU grace period (~10 ms here), worth overlapping.
-        data["cgroups_created"] = created_cgroups
+        # The init builds its first mounts while we make the cgroups, and later ones while
+        # we join them: cgroupfs waits out the grace period main.py's primer started.
         cgroups.make(cgroup_paths, created_cgroups, plan["device_rules"])
         init.send(b"G")
         cgroups.join(cgroup_paths, init.pid)

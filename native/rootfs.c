@@ -81,47 +81,8 @@ static void do_mount(int rootfd, const struct oci_step *s)
     }
 }
 
-static void do_mknod(int rootfd, const struct oci_step *s, int userns)
-{
-    char buf[32];
-    int fd;
-
-    if (userns) {
-        /* mknod is not allowed in a user namespace: bind the host's node. */
-        struct oci_step bind = *s;
-        bind.fstype = NULL;
-        bind.flags = MS_BIND;
-        bind.mode = S_IFREG;
-        bind.propagation = 0;
-        do_mount(rootfd, &bind);
-        return;
-    }
-    {
-        /* Make the parent directory, then the node in it. */
-        char parent[4096];
-        const char *slash = strrchr(s->dst, '/');
-        int pfd;
-        size_t n = slash ? (size_t)(slash - s->dst) : 0;
-
-        if (n >= sizeof(parent))
-            oci_fail(0, "%s: path too long", s->label);
-        memcpy(parent, s->dst, n);
-        parent[n] = '\0';
-        pfd = oci_open_in_root(rootfd, n ? parent : "/", 1, 0);
-        if (pfd < 0)
-            oci_fail(1, "%s: %s", s->label, n ? parent : "/");
-        if (mknodat(pfd, slash ? slash + 1 : s->dst, s->mode, s->dev) < 0 && errno != EEXIST)
-            oci_fail(1, "%s: mknod %s", s->label, s->dst);
-        close(pfd);
-    }
-    fd = open_target(rootfd, s, 0);
-    if (fchownat(fd, "", s->uid, s->gid, AT_EMPTY_PATH) < 0)
-        oci_fail(1, "%s: chown %s", s->label, s->dst);
-    (void)buf;
-    close(fd);
-}
-
-static void do_symlink(int rootfd, const struct oci_step *s)
+/* The directory that will hold s->dst, made if missing, and dst's last component. */
+static int open_parent(int rootfd, const struct oci_step *s, const char **base)
 {
     char parent[4096];
     const char *slash = strrchr(s->dst, '/');
@@ -135,7 +96,41 @@ static void do_symlink(int rootfd, const struct oci_step *s)
     pfd = oci_open_in_root(rootfd, n ? parent : "/", 1, 0);
     if (pfd < 0)
         oci_fail(1, "%s: %s", s->label, n ? parent : "/");
-    if (symlinkat(s->src, pfd, slash ? slash + 1 : s->dst) < 0 && errno != EEXIST)
+    *base = slash ? slash + 1 : s->dst;
+    return pfd;
+}
+
+static void do_mknod(int rootfd, const struct oci_step *s, int userns)
+{
+    const char *base;
+    int fd;
+
+    if (userns) {
+        /* mknod is not allowed in a user namespace: bind the host's node. */
+        struct oci_step bind = *s;
+        bind.fstype = NULL;
+        bind.flags = MS_BIND;
+        bind.mode = S_IFREG;
+        bind.propagation = 0;
+        do_mount(rootfd, &bind);
+        return;
+    }
+    fd = open_parent(rootfd, s, &base);
+    if (mknodat(fd, base, s->mode, s->dev) < 0 && errno != EEXIST)
+        oci_fail(1, "%s: mknod %s", s->label, s->dst);
+    close(fd);
+    fd = open_target(rootfd, s, 0);
+    if (fchownat(fd, "", s->uid, s->gid, AT_EMPTY_PATH) < 0)
+        oci_fail(1, "%s: chown %s", s->label, s->dst);
+    close(fd);
+}
+
+static void do_symlink(int rootfd, const struct oci_step *s)
+{
+    const char *base;
+    int pfd = open_parent(rootfd, s, &base);
+
+    if (symlinkat(s->src, pfd, base) < 0 && errno != EEXIST)
         oci_fail(1, "%s: symlink %s -> %s", s->label, s->dst, s->src);
     close(pfd);
 }

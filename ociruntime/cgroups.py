@@ -65,26 +65,55 @@ def container_paths(cgroups_path, container_id):
 
 
 def prime_migration():
-    """Start the kernel's wait before a cgroup migration now; returns a pid to reap.
+    """Have the kernel ready to move a process between cgroups when the container joins.
 
-    The first migration in a while (moving a process between cgroups) waits out an RCU
-    grace period, ~10 ms here, and the container's join would pay it. A child that
-    "moves" itself into the cgroup it already is in starts that wait at once, while
-    this process goes on with the config; nothing changes cgroup.
+    A migration waits out an RCU grace period (~10 ms here) unless another one happened
+    within about one grace period before. A child "moves" itself into the cgroup it is
+    already in (nothing changes cgroup) every few ms, from now until ``join`` is done:
+    the first of those pays the wait while this process reads the config, the rest keep
+    the kernel in its fast state. Returns the child's pid, for ``end_priming``.
     """
     mounts = hierarchies()
-    for key, path in own_cgroups().items():
-        if key in mounts:
-            procs = os.path.join(mounts[key], path.lstrip("/"), "cgroup.procs")
-            pid = os.fork()
-            if pid == 0:
+    procs = next((os.path.join(mounts[k], p.lstrip("/"), "cgroup.procs")
+                  for k, p in own_cgroups().items() if k in mounts), None)
+    if procs is None:
+        return None
+    stop_r, stop_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        import time
+
+        try:
+            os.close(stop_w)
+            os.set_blocking(stop_r, False)
+            while True:
+                fd = os.open(procs, os.O_WRONLY)
+                os.write(fd, b"0")
+                os.close(fd)
+                time.sleep(0.003)
                 try:
-                    fd = os.open(procs, os.O_WRONLY)
-                    os.write(fd, b"0")
-                finally:
-                    os._exit(0)
-            return pid
-    return None
+                    if os.read(stop_r, 1) == b"":
+                        break
+                except BlockingIOError:
+                    pass
+        finally:
+            os._exit(0)
+    os.close(stop_r)
+    _cache["primer"] = stop_w
+    return pid
+
+
+def _stop_priming():
+    stop_w = _cache.pop("primer", None)
+    if stop_w is not None:
+        os.close(stop_w)
+
+
+def end_priming(pid):
+    """Stop the priming child (if join has not already) and reap it."""
+    _stop_priming()
+    if pid:
+        os.waitpid(pid, 0)
 
 
 def make(paths, created, device_rules):
@@ -116,6 +145,8 @@ def join(paths, pid):
             _write(os.path.join(path, "cgroup.procs"), str(pid))
     except OSError as e:
         raise OCIError(f"linux.cgroupsPath: {e.filename}: {e.strerror}") from None
+    finally:
+        _stop_priming()
 
 
 def _inherit_cpuset(path):

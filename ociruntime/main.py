@@ -145,10 +145,7 @@ def dispatch(glob, command, opts):
 
             create.main(root, **opts)
         finally:
-            if primer:
-                import os
-
-                os.waitpid(primer, 0)
+            cgroups.end_priming(primer)
     if command == "start":
         from .commands import start
 

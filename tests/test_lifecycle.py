@@ -168,3 +168,32 @@ def test_state_is_safe_against_pid_reuse(runtime, make_bundle, tmp_path):
     data["pid"] = real_pid
     state_file.write_text(json.dumps(data))
     runtime("delete", "--force", cid)
+
+
+def test_concurrent_deletes_are_serialized(runtime, make_bundle):
+    """The state lock: of two deletes racing on one container, one deletes it and the
+    other finds it gone; neither fails half-way."""
+    import subprocess
+
+    from conftest import RUNTIME
+
+    bundle = make_bundle("sleep", "100")
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundle.path, cid)
+    runtime("start", cid)
+    procs = [subprocess.Popen([RUNTIME, "--root", runtime.root, "delete", "--force", cid],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = sorted((p.wait(timeout=20), p.stderr.read()) for p in procs)
+    assert results[0][0] == 0
+    assert results[1][0] == 1 and "does not exist" in results[1][1]
+
+
+def test_features_lists_what_works(runtime):
+    import json
+
+    features = json.loads(runtime("features").stdout)
+    assert features["ociVersionMin"] == "1.0.0"
+    assert "time" in features["linux"]["namespaces"]
+    assert features["linux"]["seccomp"]["enabled"] is True
+    assert features["linux"]["apparmor"]["enabled"] is False
+    assert "rro" not in features["mountOptions"] and "rbind" in features["mountOptions"]

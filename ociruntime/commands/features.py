@@ -17,7 +17,8 @@ def features():
         "linux": {
             "namespaces": sorted(namespaces.FLAGS),
             "capabilities": capabilities.NAMES,
-            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": False},
+            # v2 placement exists but has no test lane yet (issue 3): not claimed.
+            "cgroup": {"v1": True, "v2": False, "systemd": False, "systemdUser": False, "rdma": False},
             "seccomp": {
                 "enabled": True,
                 "actions": sorted(seccomp.ACTIONS),

@@ -6,7 +6,7 @@ A container's status is never stored: it is derived from the live init process
 """
 
 import fcntl
-import os
+import posix  # not os: importing os costs ~1.5 ms, and state/start/kill/delete need none of it
 
 from . import fastjson
 from .errors import OCIError
@@ -25,7 +25,7 @@ class Container:
     def __init__(self, root, container_id, fd, data):
         self.root = root
         self.id = container_id
-        self.dir = os.path.join(root, container_id)
+        self.dir = f"{root}/{container_id}"
         self._fd = fd
         self.data = data
 
@@ -33,33 +33,33 @@ class Container:
     def new(cls, root, container_id):
         """Claim the id: the directory is made atomically, so a duplicate fails here."""
         check_id(container_id)
-        path = os.path.join(root, container_id)
+        path = f"{root}/{container_id}"
         try:
-            os.makedirs(root, mode=0o711, exist_ok=True)
-            os.mkdir(path, 0o711)
+            _makedirs(root)
+            posix.mkdir(path, 0o711)
         except FileExistsError:
             raise OCIError(f"container with id {container_id!r} already exists") from None
         except OSError as e:
             raise OCIError(f"--root {root}: {e.strerror}") from None
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = posix.open(path, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
         fcntl.flock(fd, fcntl.LOCK_EX)
         return cls(root, container_id, fd, {})
 
     @classmethod
     def load(cls, root, container_id, lock=True):
         check_id(container_id)
-        path = os.path.join(root, container_id)
+        path = f"{root}/{container_id}"
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = posix.open(path, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
         except FileNotFoundError:
             raise OCIError(f"container {container_id!r} does not exist") from None
         if lock:
             fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            with open(os.path.join(path, "state.json"), "rb") as f:
+            with open(f"{path}/state.json", "rb") as f:
                 data = fastjson.loads(f.read())
         except (FileNotFoundError, ValueError):
-            os.close(fd)
+            posix.close(fd)
             # Removed while we waited for the lock, or a create that never finished.
             raise OCIError(f"container {container_id!r} does not exist") from None
         return cls(root, container_id, fd, data)
@@ -72,20 +72,20 @@ class Container:
 
     def close(self):
         if self._fd is not None:
-            os.close(self._fd)
+            posix.close(self._fd)
             self._fd = None
 
     def save(self):
-        tmp = os.path.join(self.dir, "state.json.tmp")
+        tmp = f"{self.dir}/state.json.tmp"
         with open(tmp, "w") as f:
             f.write(fastjson.dumps(self.data))
-        os.rename(tmp, os.path.join(self.dir, "state.json"))
+        posix.rename(tmp, f"{self.dir}/state.json")
 
     def remove(self):
         """Delete the state directory (the lock goes with it)."""
-        for name in os.listdir(self.dir):
-            os.unlink(os.path.join(self.dir, name))
-        os.rmdir(self.dir)
+        for name in posix.listdir(self.dir):
+            posix.unlink(f"{self.dir}/{name}")
+        posix.rmdir(self.dir)
         self.close()
 
     def status(self):
@@ -115,7 +115,7 @@ def status_of(data):
     if start is None or start != data.get("init_start_time") or letter in ("Z", "X"):
         return "stopped"
     try:
-        if os.readlink(f"/proc/{pid}/fd/{data['start_fd']}") == data["start_pipe"]:
+        if posix.readlink(f"/proc/{pid}/fd/{data['start_fd']}") == data["start_pipe"]:
             return "created"
     except OSError:
         pass
@@ -148,6 +148,24 @@ def spec_state(data, status):
 
 def list_ids(root):
     try:
-        return sorted(n for n in os.listdir(root) if os.path.isfile(os.path.join(root, n, "state.json")))
+        return sorted(n for n in posix.listdir(root) if _exists(f"{root}/{n}/state.json"))
     except FileNotFoundError:
         return []
+
+
+def _exists(path):
+    try:
+        posix.stat(path)
+    except OSError:
+        return False
+    return True
+
+
+def _makedirs(path, mode=0o711):
+    """mkdir -p (os.makedirs without importing os)."""
+    if path and not _exists(path):
+        _makedirs(path.rpartition("/")[0], mode)
+        try:
+            posix.mkdir(path, mode)
+        except FileExistsError:
+            pass

@@ -2,7 +2,7 @@
 its processes, cgroups and state directory; then run the poststop hooks."""
 
 import _signal
-import os
+import posix
 import time
 
 from .. import cgroups, hooks, state
@@ -16,7 +16,7 @@ def _kill_all(container):
         pids.add(data["pid"])
     for pid in pids:
         try:
-            os.kill(pid, _signal.SIGKILL)
+            posix.kill(pid, _signal.SIGKILL)
         except ProcessLookupError:
             pass
 
@@ -27,7 +27,7 @@ def _wait_stopped(container, timeout=10.0):
     while True:
         try:
             # Our own child when deleting from `run`: reap it.
-            os.waitpid(data["pid"], os.WNOHANG)
+            posix.waitpid(data["pid"], posix.WNOHANG)
         except ChildProcessError:
             pass
         if container.status() == "stopped" and not cgroups.pids(data["cgroup_paths"]):

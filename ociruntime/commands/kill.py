@@ -1,7 +1,7 @@
 """kill: send a signal to the container's init (or, with --all, every process in it)."""
 
 import _signal
-import os
+import posix
 
 from .. import cgroups, state
 from ..errors import OCIError
@@ -31,13 +31,13 @@ def send_signal(container, sig, all_processes=False):
     if all_processes:
         for pid in cgroups.pids(data["cgroup_paths"]):
             try:
-                os.kill(pid, sig)
+                posix.kill(pid, sig)
             except ProcessLookupError:
                 pass
         return
     # A pidfd pins the process: once its start time matches, the signal can't hit a reused pid.
     try:
-        pidfd = os.pidfd_open(data["pid"])
+        pidfd = posix.pidfd_open(data["pid"])
     except ProcessLookupError:
         raise OCIError("container not running") from None
     try:
@@ -45,7 +45,7 @@ def send_signal(container, sig, all_processes=False):
             raise OCIError("container not running")
         _signal.pidfd_send_signal(pidfd, sig)
     finally:
-        os.close(pidfd)
+        posix.close(pidfd)
 
 
 def main(root, container_id, sig="TERM", all_processes=False):

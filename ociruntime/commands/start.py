@@ -1,7 +1,7 @@
 """start: run the user's program in a created container (lifecycle steps 6-9)."""
 
 import _signal
-import os
+import posix
 
 from .. import hooks, state
 from ..errors import OCIError
@@ -10,7 +10,7 @@ from ..errors import OCIError
 def read_exec_error(fd):
     """Read the init's exec-error pipe to EOF: "" once the program was exec'd, else why not."""
     chunks = []
-    while chunk := os.read(fd, 4096):
+    while chunk := posix.read(fd, 4096):
         chunks.append(chunk)
     return b"".join(chunks).decode(errors="replace")
 
@@ -18,16 +18,16 @@ def read_exec_error(fd):
 def start(data):
     """Write the start byte through /proc and wait for the exec; returns its error or ""."""
     proc = f"/proc/{data['pid']}/fd/"
-    err_fd = os.open(proc + str(data["err_fd"]), os.O_RDONLY | os.O_CLOEXEC)
+    err_fd = posix.open(proc + str(data["err_fd"]), posix.O_RDONLY | posix.O_CLOEXEC)
     try:
-        fd = os.open(proc + str(data["start_fd"]), os.O_WRONLY | os.O_CLOEXEC)
+        fd = posix.open(proc + str(data["start_fd"]), posix.O_WRONLY | posix.O_CLOEXEC)
         try:
-            os.write(fd, b"\0")
+            posix.write(fd, b"\0")
         finally:
-            os.close(fd)
+            posix.close(fd)
         return read_exec_error(err_fd)
     finally:
-        os.close(err_fd)
+        posix.close(err_fd)
 
 
 def after_start(data, exec_error):
@@ -40,7 +40,7 @@ def after_start(data, exec_error):
         hooks.run(data["hooks"]["poststart"], state.spec_state(data, "running"), fatal=True)
     except OCIError:
         try:
-            os.kill(data["pid"], _signal.SIGKILL)
+            posix.kill(data["pid"], _signal.SIGKILL)
         except ProcessLookupError:
             pass
         raise

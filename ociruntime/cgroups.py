@@ -13,6 +13,7 @@ UNIFIED = ""  # key of the cgroup2 hierarchy in the maps below
 
 
 _cache = {}
+_primer_stop = None  # write end of the priming child's stop pipe, while it runs
 
 
 def hierarchies():
@@ -101,14 +102,16 @@ def prime_migration():
         finally:
             posix._exit(0)
     posix.close(stop_r)
-    _cache["primer"] = stop_w
+    global _primer_stop
+    _primer_stop = stop_w
     return pid
 
 
 def _stop_priming():
-    stop_w = _cache.pop("primer", None)
-    if stop_w is not None:
-        posix.close(stop_w)
+    global _primer_stop
+    if _primer_stop is not None:
+        posix.close(_primer_stop)
+        _primer_stop = None
 
 
 def end_priming(pid):
@@ -130,7 +133,7 @@ def make(paths, created, device_rules):
             if "cpuset" in key.split(","):
                 for d in made:
                     _inherit_cpuset(d)
-        devices = next((p for k, p in paths.items() if "devices" in k.split(",")), None)
+        devices = controller_path(paths, "devices")
         if device_rules and devices:
             for kind, rule in device_rules:
                 _write(f"{devices}/devices.{kind}", rule)
@@ -194,6 +197,11 @@ def _isdir(path):
 def _write(path, value):
     with open(path, "w") as f:
         f.write(value)
+
+
+def controller_path(paths, controller):
+    """The container's directory in the hierarchy holding ``controller``, or None."""
+    return next((p for k, p in paths.items() if controller in k.split(",")), None)
 
 
 def pids(paths):

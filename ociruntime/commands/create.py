@@ -74,13 +74,13 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
         cgroups.join(cgroup_paths, init.pid)
         if plan["unshare_cgroupns"]:
             init.send(b"C")
-        freezer = next((p for k, p in cgroup_paths.items() if "freezer" in k.split(",")), None)
-        data["freezer"] = os.path.join(freezer, "freezer.state") if freezer else None
+        freezer = cgroups.controller_path(cgroup_paths, "freezer")
+        data["freezer"] = f"{freezer}/freezer.state" if freezer else None
         init.expect(b"H")
         hook_state = state.spec_state(data, "created")
         hooks.run(hooks.entries(config, "prestart"), hook_state, fatal=True)
         hooks.run(hooks.entries(config, "createRuntime"), hook_state, fatal=True)
-        init.send(b"S", fastjson.dumps(state.spec_state(data, "created")).encode())
+        init.send(b"S", fastjson.dumps(hook_state).encode())
         init.expect(b"R")
         container.save()
         if pid_file:

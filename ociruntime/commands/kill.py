@@ -51,6 +51,4 @@ def send_signal(container, sig, all_processes=False):
 def main(root, container_id, sig="TERM", all_processes=False):
     sig = parse_signal(sig)
     with state.Container.load(root, container_id) as container:
-        if container.status() == "stopped" and not all_processes:
-            raise OCIError("container not running")
         send_signal(container, sig, all_processes)

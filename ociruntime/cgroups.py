@@ -7,6 +7,7 @@ limits other than devices are refused by the plan until they are implemented.
 
 import posix  # not os (~1.5 ms to import): delete and kill --all use this module
 
+from . import pathnames
 from .errors import OCIError
 
 UNIFIED = ""  # key of the cgroup2 hierarchy in the maps below
@@ -58,9 +59,7 @@ def container_paths(cgroups_path, container_id):
     paths = {}
     for key, mountpoint in hierarchies().items():
         base = own.get(key, "/") if own else "/"
-        import posixpath
-
-        rel = posixpath.normpath(posixpath.join(base, inner)).lstrip("/")
+        rel = pathnames.normpath(pathnames.join(base, inner)).lstrip("/")
         if rel.startswith(".."):
             raise OCIError(f"linux.cgroupsPath: {cgroups_path!r} leaves the cgroup hierarchy")
         paths[key] = f"{mountpoint}/{rel}"
@@ -178,20 +177,13 @@ def _makedirs(path):
     made = []
     missing = []
     p = path
-    while not _isdir(p):
+    while not pathnames.isdir(p):
         missing.append(p)
         p = p.rpartition("/")[0]
     for d in reversed(missing):
         posix.mkdir(d)
         made.append(d)
     return made
-
-
-def _isdir(path):
-    try:
-        return posix.stat(path).st_mode & 0o170000 == 0o040000
-    except OSError:
-        return False
 
 
 def _write(path, value):

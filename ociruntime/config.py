@@ -1,14 +1,12 @@
 """Load a bundle's config.json and validate it before anything is created."""
 
-import os
-
-from . import fastjson
+from . import fastjson, pathnames
 from .errors import ConfigError
 
 
 def load(bundle):
     """Return the validated config of ``bundle`` (an absolute path)."""
-    path = os.path.join(bundle, "config.json")
+    path = pathnames.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
             raw = f.read()

@@ -2,7 +2,7 @@
 and the parent's half of the sync protocol described in native/oci_native.h."""
 
 import _socket
-import os
+import posix
 
 from ._native import ffi, lib
 from .errors import HookError, OCIError
@@ -146,7 +146,7 @@ def _above(fd, low):
     import fcntl
 
     moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, low)
-    os.close(fd)
+    posix.close(fd)
     return moved
 
 
@@ -163,20 +163,20 @@ class Init:
         child_fd = _above(child.detach(), low)
         # The init blocks reading start_r while created; it holds start_w itself, so the
         # read can't see EOF before someone writes the start byte through /proc.
-        self.start_r, self.start_w, self.err_r, self.err_w = (_above(fd, low) for fd in (*os.pipe(), *os.pipe()))
-        console_fd = _above(os.dup(console_fd), low) if console_fd >= 0 else -1
+        self.start_r, self.start_w, self.err_r, self.err_w = (_above(fd, low) for fd in (*posix.pipe(), *posix.pipe()))
+        console_fd = _above(posix.dup(console_fd), low) if console_fd >= 0 else -1
         c, keep = _c_plan(plan, child_fd, (self.start_r, self.start_w, self.err_r, self.err_w))
         c.console_fd = console_fd
         c.console_rows, c.console_cols = plan["console_size"]
         stage1 = lib.oci_spawn(c)
         del keep
-        os.close(child_fd)
+        posix.close(child_fd)
         if console_fd >= 0:
-            os.close(console_fd)
+            posix.close(console_fd)
         if stage1 < 0:
             self._close()
-            raise OCIError(f"clone: {os.strerror(-stage1)}")
-        os.waitpid(stage1, 0)
+            raise OCIError(f"clone: {posix.strerror(-stage1)}")
+        posix.waitpid(stage1, 0)
         msg = self._recv()
         if msg[:1] != b"P":
             self._close()
@@ -215,9 +215,9 @@ class Init:
 
     def start(self):
         """Start the init from this process (``run``); then read ``err_r`` to EOF."""
-        os.close(self.err_w)
+        posix.close(self.err_w)
         self.err_w = None
-        os.write(self.start_w, b"\0")
+        posix.write(self.start_w, b"\0")
 
     def detach(self):
         """Close the parent's ends: from now on only /proc/<pid>/fd reaches the init."""
@@ -228,7 +228,7 @@ class Init:
         for fd in (self.start_r, self.start_w, self.err_r, self.err_w):
             if fd is not None:
                 try:
-                    os.close(fd)
+                    posix.close(fd)
                 except OSError:
                     pass
         self.start_r = self.start_w = self.err_r = self.err_w = None
@@ -256,4 +256,4 @@ def detach_mount(path):
     """umount2(path, MNT_DETACH); a mount already gone is not an error."""
     rc = lib.oci_detach_mount(path.encode())
     if rc < 0 and -rc not in (2, 22):  # ENOENT, EINVAL: not (any longer) a mount point
-        raise OCIError(f"unmount {path}: {os.strerror(-rc)}")
+        raise OCIError(f"unmount {path}: {posix.strerror(-rc)}")

@@ -6,8 +6,7 @@ The plan is a dict; its ``steps`` are dicts whose ``op`` names an OCI_STEP_* of
 native/oci_native.h. ``ociruntime.native`` turns it into the C structs.
 """
 
-import os
-
+from . import pathnames
 from .errors import ConfigError
 from .hooks import entries as hook_entries
 from .linux import capabilities, devices, mountopts, namespaces, rlimits, seccomp
@@ -46,10 +45,10 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
             raise ConfigError(field, "needs a uts namespace (runc refuses to change the host's too)")
 
     root = config.get("root") or {}
-    rootfs = os.path.join(bundle, root.get("path", "rootfs"))
-    if not os.path.isdir(rootfs):
+    rootfs = pathnames.join(bundle, root.get("path", "rootfs"))
+    if not pathnames.isdir(rootfs):
         raise ConfigError("root.path", f"{rootfs}: not a directory")
-    rootfs = os.path.realpath(rootfs)
+    rootfs = pathnames.realpath(rootfs)
 
     early_sync = userns or "cgroup" in ns_new
     steps = _steps(config, linux, bundle, rootfs, ns_new, ns_all, userns, no_pivot, cgroup_paths or {})
@@ -113,7 +112,7 @@ def _namespaces(linux):
             raise ConfigError(f"linux.namespaces[{i}].type", f"duplicate namespace {t!r}")
         seen.add(t)
         if ns.get("path"):
-            if not os.path.exists(ns["path"]):
+            if not pathnames.exists(ns["path"]):
                 raise ConfigError(f"linux.namespaces[{i}].path", f"{ns['path']}: no such file")
             joins.append((t, ns["path"]))
         else:
@@ -202,7 +201,7 @@ def _check_sysctl(key, namespaces_):
 
 def _clean(path):
     """An absolute, normalized path ("//x" is kept by normpath: strip it to "/x")."""
-    return "/" + os.path.normpath("/" + path).lstrip("/")
+    return "/" + pathnames.normpath("/" + path).lstrip("/")
 
 
 def _is_bind(m):
@@ -222,13 +221,13 @@ def _mount_steps(m, label, bundle, cgroupns, cgroup_paths):
     if _is_bind(m):
         if not src:
             raise ConfigError(label + ".source", "a bind mount needs a source")
-        src = os.path.join(bundle, src)
-        if not os.path.exists(src):
+        src = pathnames.join(bundle, src)
+        if not pathnames.exists(src):
             raise ConfigError(label + ".source", f"{src}: no such file or directory")
         if data:
             # The kernel ignores filesystem data on a bind mount; runc passes it along silently.
             warn(f"{label}.options: {data!r} has no effect on a bind mount")
-        mode = 0 if os.path.isdir(src) else 0o100000
+        mode = 0 if pathnames.isdir(src) else 0o100000
         return [step("mount", label, dst=dst, src=src, flags=flags | mountopts.MS_BIND, data=None,
                      propagation=propagation, mode=mode)]
     if fstype == "cgroup":
@@ -254,7 +253,7 @@ def _cgroup_mount_steps(label, dst, flags, propagation, cgroupns, cgroup_paths):
                 flags=flags & ~mountopts.MS_RDONLY)]
     for key, path in sorted(cgroup_paths.items()):
         name = key.split("=", 1)[1] if key.startswith("name=") else (key or "unified")
-        sub = os.path.join(dst, name)
+        sub = pathnames.join(dst, name)
         if cgroupns:
             fstype = "cgroup2" if key == UNIFIED else "cgroup"
             data = None if key == UNIFIED else key

@@ -8,7 +8,7 @@ A container's status is never stored: it is derived from the live init process
 import fcntl
 import posix  # not os: importing os costs ~1.5 ms, and state/start/kill/delete need none of it
 
-from . import fastjson
+from . import fastjson, pathnames
 from .errors import OCIError
 
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
@@ -35,7 +35,7 @@ class Container:
         check_id(container_id)
         path = f"{root}/{container_id}"
         try:
-            _makedirs(root)
+            pathnames.makedirs(root, 0o711)
             posix.mkdir(path, 0o711)
         except FileExistsError:
             raise OCIError(f"container with id {container_id!r} already exists") from None
@@ -148,24 +148,7 @@ def spec_state(data, status):
 
 def list_ids(root):
     try:
-        return sorted(n for n in posix.listdir(root) if _exists(f"{root}/{n}/state.json"))
+        return sorted(n for n in posix.listdir(root) if pathnames.exists(f"{root}/{n}/state.json"))
     except FileNotFoundError:
         return []
 
-
-def _exists(path):
-    try:
-        posix.stat(path)
-    except OSError:
-        return False
-    return True
-
-
-def _makedirs(path, mode=0o711):
-    """mkdir -p (os.makedirs without importing os)."""
-    if path and not _exists(path):
-        _makedirs(path.rpartition("/")[0], mode)
-        try:
-            posix.mkdir(path, mode)
-        except FileExistsError:
-            pass

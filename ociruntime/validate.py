@@ -18,9 +18,7 @@ Errors are raised as ``ConfigError(path, message)`` for the first violation, wit
 fields are reported first, then members in the order config.json lists them.
 """
 
-import os
-
-from . import SPEC_VERSION, fastjson
+from . import SPEC_VERSION, fastjson, pathnames
 from .errors import ConfigError
 from .patterns import compile_pattern
 
@@ -44,11 +42,11 @@ _plans = {}  # id(schema node) -> compiled steps; nodes live as long as _docs
 
 def schema_dir():
     """Where the schemas are: ``ociruntime/specs`` when installed, ``specs/`` in a checkout."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    installed = os.path.join(here, "specs")
-    if os.path.isdir(installed):
+    here = pathnames.dirname(pathnames.abspath(__file__))
+    installed = pathnames.join(here, "specs")
+    if pathnames.isdir(installed):
         return installed
-    return os.path.join(os.path.dirname(here), "specs")
+    return pathnames.join(pathnames.dirname(here), "specs")
 
 
 def validate_config(config):
@@ -73,7 +71,7 @@ def _check_version(version):
 def _doc(name):
     doc = _docs.get(name)
     if doc is None:
-        with open(os.path.join(schema_dir(), name), encoding="utf-8") as f:
+        with open(pathnames.join(schema_dir(), name), encoding="utf-8") as f:
             doc = _docs[name] = fastjson.loads(f.read())
     return doc
 

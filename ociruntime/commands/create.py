@@ -2,9 +2,9 @@
 createContainer hooks done, pid file written — and return."""
 
 import _signal
-import os
+import posix
 
-from .. import SPEC_VERSION, cgroups, fastjson, hooks, state
+from .. import SPEC_VERSION, cgroups, fastjson, hooks, pathnames, state
 from .. import config as config_mod
 from .. import plan as plan_mod
 from ..errors import HookError, OCIError
@@ -20,7 +20,7 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
     socket, ``run``'s own) or to the unix socket at ``console_socket`` (an engine's).
     """
     state.check_id(container_id)
-    bundle = os.path.abspath(bundle)
+    bundle = pathnames.abspath(bundle)
     config = config_mod.load(bundle)
     terminal = bool((config.get("process") or {}).get("terminal"))
     if console_socket and not terminal:
@@ -59,7 +59,7 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
             "owner": "",
             "init_start_time": state.proc_start_time(init.pid)[0],
             "start_fd": init.start_r,
-            "start_pipe": os.readlink(f"/proc/self/fd/{init.start_r}"),
+            "start_pipe": posix.readlink(f"/proc/self/fd/{init.start_r}"),
             "err_fd": init.err_r,
             "cgroup_paths": cgroup_paths,
             "host_mounts": plan["host_mounts"],
@@ -110,8 +110,8 @@ def _undo(container, init, created_cgroups):
     if init is not None:
         if init.pid:
             try:
-                os.kill(init.pid, _signal.SIGKILL)
-                os.waitpid(init.pid, 0)
+                posix.kill(init.pid, _signal.SIGKILL)
+                posix.waitpid(init.pid, 0)
             except (ProcessLookupError, ChildProcessError):
                 pass
         init.detach()
@@ -123,11 +123,11 @@ def _undo(container, init, created_cgroups):
 
 
 def _write_pid_file(path, pid):
-    path = os.path.abspath(path)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    path = pathnames.abspath(path)
+    tmp = pathnames.join(pathnames.dirname(path), f".{pathnames.basename(path)}.tmp")
     with open(tmp, "w") as f:
         f.write(str(pid))
-    os.rename(tmp, path)
+    posix.rename(tmp, path)
 
 
 def main(root, container_id, bundle=".", **options):

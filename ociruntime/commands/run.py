@@ -2,9 +2,9 @@
 (128 + signal when it was killed), forwarding signals to it meanwhile."""
 
 import _signal as signal
-import os
+import posix
 
-from .. import state
+from .. import pathnames, state
 from ..errors import OCIError
 from . import create as create_cmd
 from . import delete as delete_cmd
@@ -16,8 +16,8 @@ _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, sign
 
 def resolve_id(container_id, bundle):
     """`run bundle/`: an argument that looks like a bundle is one, and the id is made up."""
-    if container_id and ("/" in container_id or os.path.isfile(os.path.join(container_id, "config.json"))):
-        return f"{os.path.basename(os.path.normpath(container_id))}-{os.urandom(6).hex()}", container_id
+    if container_id and ("/" in container_id or pathnames.isfile(f"{container_id}/config.json")):
+        return f"{pathnames.basename(pathnames.normpath(container_id))}-{posix.urandom(6).hex()}", container_id
     return container_id, bundle
 
 
@@ -71,9 +71,9 @@ def main(root, container_id, bundle=".", detach=False, **options):
         for sig in _FORWARDED:
             signal.signal(sig, signal.SIG_DFL)
     _destroy(root, container_id)
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
+    if posix.WIFSIGNALED(status):
+        return 128 + posix.WTERMSIG(status)
+    return posix.WEXITSTATUS(status)
 
 
 def _destroy(root, container_id):
@@ -87,7 +87,7 @@ def _destroy(root, container_id):
 
 def _forward(pid, signum):
     try:
-        os.kill(pid, signum)
+        posix.kill(pid, signum)
     except ProcessLookupError:
         pass
 
@@ -95,6 +95,6 @@ def _forward(pid, signum):
 def _wait(pid):
     while True:
         try:
-            return os.waitpid(pid, 0)[1]
+            return posix.waitpid(pid, 0)[1]
         except InterruptedError:
             continue

@@ -1,6 +1,7 @@
 """The binding to the C helper: the plan (plain data) → ``struct oci_plan`` → oci_spawn(),
 and the parent's half of the sync protocol described in native/oci_native.h."""
 
+import _signal
 import _socket
 import posix
 
@@ -156,6 +157,7 @@ class Init:
     def __init__(self, plan, console_fd=-1):
         self.plan = plan
         self.pid = None
+        self._stage1 = None
         # Every fd the init keeps must sit above the caller's preserved fds 3..3+N-1:
         # one landing in a gap there would cross the exec into the container.
         low = 3 + plan["preserve_fds"]
@@ -176,12 +178,34 @@ class Init:
         if stage1 < 0:
             self._close()
             raise OCIError(f"clone: {posix.strerror(-stage1)}")
-        posix.waitpid(stage1, 0)
+        self._stage1 = stage1
+
+    def wait_pid(self):
+        """Wait until the init exists and learn its pid.
+
+        Cloning into new namespaces takes the kernel a millisecond or two (a network
+        namespace most of it): the caller does its own work first and asks for the pid
+        when it needs it.
+        """
+        if self._stage1 is None:
+            return self.pid
+        posix.waitpid(self._stage1, 0)
+        self._stage1 = None
         msg = self._recv()
         if msg[:1] != b"P":
             self._close()
             raise OCIError(self._error(msg))
         self.pid = int(msg[1:])
+        return self.pid
+
+    def kill(self):
+        """SIGKILL the init (if it came to exist) and reap it."""
+        try:
+            if self.wait_pid():
+                posix.kill(self.pid, _signal.SIGKILL)
+                posix.waitpid(self.pid, 0)
+        except (OCIError, ProcessLookupError, ChildProcessError):
+            pass
 
     def _recv(self):
         try:

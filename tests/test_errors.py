@@ -237,6 +237,15 @@ def test_capability_the_runtime_lacks(runtime, make_bundle):
     one_error(create(runtime, bundle), "process.capabilities", "CAP_SYS_RESOURCE")
 
 
+def test_cgroup_the_kernel_refuses(runtime, make_bundle):
+    """The cgroups are made while the init is being cloned: when that fails, the init
+    (already in its namespaces) is killed and reaped, and nothing is left."""
+    bundle = make_bundle("true")
+    bundle.config["linux"]["cgroupsPath"] = "/cgroup.procs/below"  # below a file: mkdir fails
+    bundle.write()
+    one_error(create(runtime, bundle), "linux.cgroupsPath", "cgroup.procs: File exists")
+
+
 # --- ids and lifecycle ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("cid", ["../x", "a/b", "..", ".", "with space", "semi;colon"])

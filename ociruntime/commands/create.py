@@ -1,7 +1,6 @@
 """create: build the container up to "created" — init waiting, createRuntime and
 createContainer hooks done, pid file written — and return."""
 
-import _signal
 import posix
 
 from .. import SPEC_VERSION, cgroups, fastjson, hooks, pathnames, state
@@ -47,6 +46,9 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
         finally:
             if connected is not None:
                 connected.close()  # the init holds its own copy
+        # While the kernel clones the init into its namespaces, make the cgroups.
+        cgroups.make(cgroup_paths, created_cgroups, plan["device_rules"])
+        init.wait_pid()
         data = container.data
         data.update({
             "ociVersion": config.get("ociVersion", SPEC_VERSION),
@@ -67,9 +69,8 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
         })
         if plan["uid_map"]:
             init.write_id_maps()
-        # The init builds its first mounts while we make the cgroups, and later ones while
-        # we join them: cgroupfs waits out the grace period main.py's primer started.
-        cgroups.make(cgroup_paths, created_cgroups, plan["device_rules"])
+        # The init builds its later mounts while we join the cgroups (cgroupfs waits out
+        # the grace period main.py's primer started).
         init.send(b"G")
         cgroups.join(cgroup_paths, init.pid)
         if plan["unshare_cgroupns"]:
@@ -108,12 +109,7 @@ def _connect(path):
 def _undo(container, init, created_cgroups):
     """Leave nothing behind: no process, no cgroup, no state directory."""
     if init is not None:
-        if init.pid:
-            try:
-                posix.kill(init.pid, _signal.SIGKILL)
-                posix.waitpid(init.pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
+        init.kill()
         init.detach()
     try:
         cgroups.remove(created_cgroups)

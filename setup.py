@@ -1,6 +1,8 @@
 """Install ociruntime: the package, its JSON Schemas, and the C helper built by cffi."""
 
 import glob
+import importlib.util
+import marshal
 import os
 import subprocess
 
@@ -11,7 +13,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class BuildPy(build_py):
-    """Ship specs/*.json inside the package and record the git commit for --version."""
+    """Ship specs/*.json inside the package, record the git commit for --version, and
+    compile the package's modules into one file (see ociruntime/__init__.py)."""
 
     def run(self):
         super().run()
@@ -26,6 +29,29 @@ class BuildPy(build_py):
             commit = "unknown"
         with open(os.path.join(target, "_build_info.py"), "w") as f:
             f.write(f'"""Written at build time by setup.py."""\n\nCOMMIT = "{commit}"\n')
+        _write_compiled_modules(self.build_lib, target)
+
+
+def _write_compiled_modules(build_lib, package_dir):
+    """``modules.marshal``: (the interpreter's bytecode magic, {module name: (is package,
+    marshalled code)}) for every module but ``ociruntime/__init__.py``, which serves them.
+
+    File names in the code are relative to site-packages ("ociruntime/state.py"): the
+    install location is unknown here, and linecache finds such names through sys.path.
+    """
+    modules = {}
+    for path in sorted(glob.glob(os.path.join(package_dir, "**", "*.py"), recursive=True)):
+        rel = os.path.relpath(path, build_lib)
+        if rel == os.path.join("ociruntime", "__init__.py"):
+            continue
+        parts = rel[:-3].split(os.sep)
+        is_package = parts[-1] == "__init__"
+        name = ".".join(parts[:-1] if is_package else parts)
+        with open(path, encoding="utf-8") as f:
+            code = compile(f.read(), rel, "exec", dont_inherit=True)
+        modules[name] = (is_package, marshal.dumps(code))
+    with open(os.path.join(package_dir, "modules.marshal"), "wb") as f:
+        f.write(marshal.dumps((importlib.util.MAGIC_NUMBER, modules)))
 
 
 setup(

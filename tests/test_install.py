@@ -1,0 +1,65 @@
+"""The installed package: its modules come from the one compiled file setup.py writes
+(ociruntime/__init__.py), and what they report (__file__, tracebacks) still points at
+the installed sources."""
+
+import subprocess
+
+from conftest import RUNTIME
+
+
+def _launcher_python(code):
+    """Run ``code`` with the launcher's interpreter, flags and sys.path."""
+    with open(RUNTIME) as f:
+        lines = f.read().splitlines()
+    interpreter = lines[0][2:].split()
+    path_setup = next(line for line in lines if line.startswith("sys.path"))
+    return subprocess.run([*interpreter, "-c", f"import sys\n{path_setup}\n{code}"], capture_output=True,
+                          text=True, timeout=60)
+
+
+# The installed package's Python modules (not __init__ itself, not the cffi extension).
+INSTALLED_MODULES = """
+import os, ociruntime
+site, installed = os.path.dirname(ociruntime.__path__[0]), set()
+for base, _, files in os.walk(ociruntime.__path__[0]):
+    for f in files:
+        if f.endswith(".py"):
+            parts = os.path.relpath(os.path.join(base, f), site)[:-3].split(os.sep)
+            installed.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+installed.discard("ociruntime")
+"""
+
+
+def test_every_module_is_served_from_the_compiled_file():
+    proc = _launcher_python(INSTALLED_MODULES + """
+import importlib
+for name in sorted(installed):
+    module = importlib.import_module(name)
+    assert type(module.__spec__.loader).__name__ == "_CompiledModules", name
+    assert os.path.isfile(module.__file__), module.__file__
+print(len(installed))
+""")
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) > 25
+
+
+def test_the_compiled_code_is_the_installed_source():
+    """Each served module's code matches the installed .py next to it (a stale file would not)."""
+    proc = _launcher_python(INSTALLED_MODULES + """
+import marshal
+finder = next(f for f in sys.meta_path if type(f).__name__ == "_CompiledModules")
+assert set(finder.modules) == installed, set(finder.modules) ^ installed
+for name, (is_package, blob) in finder.modules.items():
+    path = finder.find_spec(name).origin
+    with open(path) as f:
+        expected = compile(f.read(), os.path.relpath(path, site), "exec", dont_inherit=True)
+    assert marshal.loads(blob) == expected, name  # code equality: bytecode, constants, names, lines
+""")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_crash_shows_its_source_lines():
+    proc = _launcher_python("from ociruntime import pathnames\npathnames.realpath(1.5)")
+    assert proc.returncode == 1
+    assert 'File "ociruntime/pathnames.py"' in proc.stderr, proc.stderr
+    assert "posix.open(path" in proc.stderr, proc.stderr  # the line itself, read from the installed file

@@ -10,6 +10,7 @@ from ..errors import OCIError
 
 
 def _kill_all(container):
+    """SIGKILL the init and everything in the cgroups; False when there was nothing to kill."""
     data = container.data
     pids = cgroups.pids(data["cgroup_paths"])
     if container.status() != "stopped":
@@ -19,6 +20,7 @@ def _kill_all(container):
             posix.kill(pid, _signal.SIGKILL)
         except ProcessLookupError:
             pass
+    return bool(pids)
 
 
 def _wait_stopped(container, timeout=10.0):
@@ -51,8 +53,8 @@ def _detach_host_mounts(rootfs):
 
 def destroy(container):
     """Kill what is left, remove the cgroups, mounts and state, then run poststop."""
-    _kill_all(container)
-    _wait_stopped(container)
+    if _kill_all(container):
+        _wait_stopped(container)
     cgroups.remove(container.data.get("cgroups_created") or [])
     if container.data.get("host_mounts"):
         _detach_host_mounts(container.data["rootfs"])

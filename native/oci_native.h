@@ -151,10 +151,14 @@ struct oci_plan {
  *   parent -> child  'G'                 id maps written, cgroup directories made: go on (the
  *                                        parent joins the cgroups meanwhile and answers 'H'
  *                                        only once they are joined). Awaited first thing with
- *                                        early_sync, else at the OCI_STEP_WAIT_PARENT step.
+ *                                        early_sync, else at the OCI_STEP_WAIT_PARENT step;
+ *                                        sent only when the init will read it (neither: not sent).
  *   parent -> child  'C'                 cgroups joined; sent, and awaited before anything
  *                                        else, only when unshare_cgroupns is set
  *   child -> parent  'H'                 mounts done, before pivot: run prestart + createRuntime hooks
+ *                                        (only at an OCI_STEP_HOOKS step, which the plan has only
+ *                                        when there are prestart, createRuntime or createContainer
+ *                                        hooks; without one the init runs straight on to 'R')
  *   parent -> child  'S' + state JSON    hooks done; the JSON is the state for container hooks
  *   child -> parent  'R'                 created: blocked on start_fd
  *   child -> parent  'E' + message       failed; the init exits 1
@@ -165,7 +169,8 @@ struct oci_plan {
  */
 
 /* Fork stage 1, which joins namespaces and clones the init. Returns stage 1's
- * pid (reap it) or -errno. */
+ * pid (reap it) or -errno. The caller may have other threads (ociruntime/cgroups.py's
+ * primer): stage 1 is a fork(), which leaves the child's libc (malloc) consistent. */
 int oci_spawn(const struct oci_plan *plan);
 
 /* Lazily detach the mount at path (umount2 MNT_DETACH). Returns 0 or -errno. */

@@ -321,7 +321,7 @@ static void run_init(const struct oci_plan *plan)
 int oci_spawn(const struct oci_plan *plan)
 {
     char msg[32];
-    pid_t stage1 = raw_clone(0), init;
+    pid_t stage1 = fork(), init;
     int i, n;
 
     if (stage1 != 0)

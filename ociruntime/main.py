@@ -135,7 +135,7 @@ def dispatch(glob, command, opts):
     if command in ("create", "run"):
         from . import cgroups
 
-        primer = cgroups.prime_migration()  # before the imports: the earlier, the better
+        cgroups.prime_migration()  # before the imports: the earlier, the better
         try:
             if command == "run":
                 from .commands import run
@@ -145,7 +145,7 @@ def dispatch(glob, command, opts):
 
             create.main(root, **opts)
         finally:
-            cgroups.end_priming(primer)
+            cgroups.end_priming()
     if command == "start":
         from .commands import start
 

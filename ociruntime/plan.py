@@ -71,6 +71,9 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
         "rootfs": rootfs,
         "early_sync": early_sync,
         "steps": steps,
+        # What the parent must answer: 'G' (early or at a wait_parent step), 'H' with 'S'.
+        "waits_for_parent": early_sync or any(s["op"] == "wait_parent" for s in steps),
+        "stops_at_hooks": any(s["op"] == "hooks" for s in steps),
         "host_mounts": "mount" not in ns_all,
         "create_hooks": hook_entries(config, "createContainer"),
         "process": _process(process, hook_entries(config, "startContainer"), _seccomp(linux)),
@@ -155,7 +158,10 @@ def _steps(config, linux, bundle, rootfs, ns_new, ns_all, userns, no_pivot, cgro
         steps.extend(_device_steps(linux, userns))
     cwd = config["process"].get("cwd", "/")
     steps.append(step("mkdir", "process.cwd", dst=cwd))
-    steps.append(step("hooks", "hooks"))
+    if any(hook_entries(config, name) for name in ("prestart", "createRuntime", "createContainer")):
+        # Without such hooks the init needn't stop for the parent: it runs straight
+        # through to 'R' while the parent joins the cgroups.
+        steps.append(step("hooks", "hooks"))
     # Without a mount namespace of our own there is nothing to pivot: chroot (runc's choice).
     how = PIVOT_CHROOT if "mount" not in ns_all else PIVOT_MOVE if no_pivot else PIVOT_ROOT
     steps.append(step("pivot", "root.path", flags=how))

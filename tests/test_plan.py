@@ -66,14 +66,33 @@ def refused(cfg, bundle, path, *words, **kw):
 
 # --- order ----------------------------------------------------------------------------------
 
+HOOK = [{"path": "/bin/true"}]
+
+
 def test_default_config_step_order(bundle):
+    """No hooks, no cgroup mount: the init never stops for the parent before 'R'."""
     p = build(config(), bundle)
-    assert ops(p) == ["propagation", "bind_rootfs", "mount", "mknod", "symlink", "mkdir", "wait_parent", "hooks",
+    assert ops(p) == ["propagation", "bind_rootfs", "mount", "mknod", "symlink", "mkdir",
                       "pivot", "remount_root", "readonly", "mask", "hostname"]
+    assert not p["waits_for_parent"] and not p["stops_at_hooks"]
+
+
+@pytest.mark.parametrize("kind", ["prestart", "createRuntime", "createContainer"])
+def test_a_hook_before_pivot_makes_the_init_stop_for_it(bundle, kind):
+    p = build(config(hooks={kind: HOOK}), bundle)
+    order = ops(p)
+    assert order[order.index("mkdir"):order.index("pivot")] == ["mkdir", "wait_parent", "hooks"]
+    assert p["waits_for_parent"] and p["stops_at_hooks"]
+
+
+@pytest.mark.parametrize("kind", ["startContainer", "poststart", "poststop"])
+def test_later_hooks_need_no_stop_before_pivot(bundle, kind):
+    p = build(config(hooks={kind: HOOK}), bundle)
+    assert "hooks" not in ops(p) and not p["stops_at_hooks"]
 
 
 def test_full_step_order(bundle):
-    cfg = config(domainname="example.test")
+    cfg = config(domainname="example.test", hooks={"prestart": HOOK})
     cfg["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1", "kernel.shm_rmid_forced": "1"}
     cfg["linux"]["devices"] = [{"path": "/dev/x", "type": "c", "major": 1, "minor": 3}]
     p = build(cfg, bundle)
@@ -104,7 +123,7 @@ def test_user_namespace_syncs_first_thing(bundle):
 
 
 def test_one_pivot_one_hooks_point_one_bind_rootfs(bundle):
-    p = build(config(), bundle)
+    p = build(config(hooks={"createRuntime": HOOK}), bundle)
     assert [len(steps(p, op)) for op in ("pivot", "hooks", "bind_rootfs", "mkdir")] == [1, 1, 1, 1]
     assert steps(p, "pivot")[0]["flags"] == 0
     assert steps(p, "mkdir")[0]["dst"] == "/"
@@ -127,7 +146,7 @@ def test_mounts_before_devices_before_cwd(bundle):
     p = build(cfg, bundle)
     kinds = [s["op"] for s in p["steps"]]
     last_mount = max(i for i, k in enumerate(kinds) if k == "mount")
-    assert last_mount < kinds.index("mknod") < kinds.index("mkdir") < kinds.index("hooks")
+    assert last_mount < kinds.index("mknod") < kinds.index("mkdir") < kinds.index("pivot")
     assert steps(p, "mkdir")[0]["dst"] == "/work" and p["process"]["cwd"] == "/work"
 
 

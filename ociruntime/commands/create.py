@@ -69,19 +69,21 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
         })
         if plan["uid_map"]:
             init.write_id_maps()
-        # The init builds its later mounts while we join the cgroups (cgroupfs waits out
-        # the grace period main.py's primer started).
-        init.send(b"G")
+        # The init goes on with its setup while we join the cgroups (cgroupfs waits out
+        # the grace period main.py's primer started); it only stops where the plan says.
+        if plan["waits_for_parent"]:
+            init.send(b"G")
         cgroups.join(cgroup_paths, init.pid)
         if plan["unshare_cgroupns"]:
             init.send(b"C")
         freezer = cgroups.controller_path(cgroup_paths, "freezer")
         data["freezer"] = f"{freezer}/freezer.state" if freezer else None
-        init.expect(b"H")
-        hook_state = state.spec_state(data, "created")
-        hooks.run(hooks.entries(config, "prestart"), hook_state, fatal=True)
-        hooks.run(hooks.entries(config, "createRuntime"), hook_state, fatal=True)
-        init.send(b"S", fastjson.dumps(hook_state).encode())
+        if plan["stops_at_hooks"]:
+            init.expect(b"H")
+            hook_state = state.spec_state(data, "created")
+            hooks.run(hooks.entries(config, "prestart"), hook_state, fatal=True)
+            hooks.run(hooks.entries(config, "createRuntime"), hook_state, fatal=True)
+            init.send(b"S", fastjson.dumps(hook_state).encode())
         init.expect(b"R")
         container.save()
         if pid_file:

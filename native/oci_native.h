@@ -33,6 +33,8 @@
 #define OCI_STEP_BIND_ROOTFS   13  /* bind the rootfs onto itself (recursive) so pivot_root can use it */
 #define OCI_STEP_MKDIR         14  /* make dst (and its parents) a directory */
 #define OCI_STEP_WAIT_PARENT   15  /* wait for 'G' here (see the protocol below) */
+#define OCI_STEP_UNSHARE_CGROUPNS 16 /* wait for 'C' (the parent joined the cgroups), then unshare the
+                                      cgroup namespace, rooted at the cgroup the init is now in */
 
 #define OCI_PIVOT_ROOT          0  /* pivot_root and detach the old root */
 #define OCI_PIVOT_MOVE          1  /* move the rootfs mount onto / and chroot (--no-pivot) */
@@ -116,15 +118,15 @@ struct oci_process {
 };
 
 struct oci_plan {
-    int clone_flags;            /* CLONE_NEW* the init is cloned into (never CLONE_NEWCGROUP: see below) */
-    int unshare_cgroupns;       /* unshare the cgroup namespace after the parent placed us in the cgroup */
+    int clone_flags;            /* CLONE_NEW* the init is cloned into (never CLONE_NEWCGROUP: that is
+                                   a step, OCI_STEP_UNSHARE_CGROUPNS, once the init is in its cgroups) */
     int unshare_timens;         /* stage 1 unshares the time namespace (clone() can't) ... */
     const char *timens_offsets; /* ... and writes these offsets first, or NULL */
     int njoins;                 /* namespaces joined (setns) before the clone, user namespace first */
     const struct oci_join *joins;
     int userns;                 /* in a user namespace: setresuid(0) after 'G' */
-    int early_sync;             /* wait for 'G' before anything (id maps, a cgroup namespace);
-                                   else the steps hold an OCI_STEP_WAIT_PARENT */
+    int early_sync;             /* wait for 'G' before anything (the id maps of a user namespace);
+                                   else the steps may hold an OCI_STEP_WAIT_PARENT */
     const char *rootfs;         /* absolute host path */
     int nsteps;
     const struct oci_step *steps;
@@ -153,8 +155,9 @@ struct oci_plan {
  *                                        only once they are joined). Awaited first thing with
  *                                        early_sync, else at the OCI_STEP_WAIT_PARENT step;
  *                                        sent only when the init will read it (neither: not sent).
- *   parent -> child  'C'                 cgroups joined; sent, and awaited before anything
- *                                        else, only when unshare_cgroupns is set
+ *   parent -> child  'C'                 cgroups joined; sent only when unshare_cgroupns is set,
+ *                                        awaited at the OCI_STEP_UNSHARE_CGROUPNS step (the mounts
+ *                                        before it are built while the parent joins)
  *   child -> parent  'H'                 mounts done, before pivot: run prestart + createRuntime hooks
  *                                        (only at an OCI_STEP_HOOKS step, which the plan has only
  *                                        when there are prestart, createRuntime or createContainer

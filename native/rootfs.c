@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
@@ -248,7 +249,7 @@ static void write_file(int rootfd, const struct oci_step *s)
 }
 
 void oci_run_steps(const struct oci_plan *plan, void (*hooks_point)(const struct oci_plan *),
-                   void (*wait_parent)(const struct oci_plan *))
+                   void (*wait_parent)(const struct oci_plan *, char type))
 {
     int rootfd = open(plan->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC), i;
 
@@ -291,7 +292,12 @@ void oci_run_steps(const struct oci_plan *plan, void (*hooks_point)(const struct
             hooks_point(plan);
             break;
         case OCI_STEP_WAIT_PARENT:
-            wait_parent(plan);
+            wait_parent(plan, 'G');
+            break;
+        case OCI_STEP_UNSHARE_CGROUPNS:
+            wait_parent(plan, 'C');
+            if (unshare(CLONE_NEWCGROUP) < 0)
+                oci_fail(1, "%s: unshare the cgroup namespace", s->label);
             break;
         case OCI_STEP_PIVOT:
             close(rootfd);

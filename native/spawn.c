@@ -52,9 +52,9 @@ static void tell(int fd, char type)
         _exit(1);
 }
 
-static void wait_parent(const struct oci_plan *plan)
+static void wait_parent(const struct oci_plan *plan, char type)
 {
-    expect(plan->sync_fd, 'G');
+    expect(plan->sync_fd, type);
 }
 
 static void hooks_point(const struct oci_plan *plan)
@@ -275,12 +275,8 @@ static void run_init(const struct oci_plan *plan)
     prctl(PR_SET_NAME, "ociruntime:init", 0, 0, 0);
     if (plan->early_sync)
         expect(plan->sync_fd, 'G');
-    if (plan->unshare_cgroupns)
-        expect(plan->sync_fd, 'C'); /* the namespace's root is the cgroup we are in */
     if (plan->userns && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
         oci_fail(1, "linux.uidMappings: become root in the user namespace");
-    if (plan->unshare_cgroupns && unshare(CLONE_NEWCGROUP) < 0)
-        oci_fail(1, "linux.namespaces: unshare the cgroup namespace");
     if (setsid() < 0)
         oci_fail(1, "setsid");
     if (!plan->no_new_keyring && syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, NULL) < 0 &&

@@ -27,10 +27,11 @@ const char *oci_fdpath(int fd, char buf[32]);
  * and SIGXFSZ, and an ignored signal survives execve. */
 void oci_reset_signals(void);
 
-/* Run the plan's steps in order; `hooks_point` is called at OCI_STEP_HOOKS and
- * `wait_parent` at OCI_STEP_WAIT_PARENT. */
+/* Run the plan's steps in order; `hooks_point` is called at OCI_STEP_HOOKS, and
+ * `wait_parent` for the parent's 'G' at OCI_STEP_WAIT_PARENT and its 'C' at
+ * OCI_STEP_UNSHARE_CGROUPNS. */
 void oci_run_steps(const struct oci_plan *plan, void (*hooks_point)(const struct oci_plan *),
-                   void (*wait_parent)(const struct oci_plan *));
+                   void (*wait_parent)(const struct oci_plan *, char type));
 
 /* Build the seccomp filter (errors surface before "created"), then load it. */
 void oci_prepare_seccomp(const struct oci_seccomp *s);

@@ -15,6 +15,7 @@ _OPS = {
     "hostname": lib.OCI_STEP_HOSTNAME, "domainname": lib.OCI_STEP_DOMAINNAME,
     "propagation": lib.OCI_STEP_PROPAGATION, "bind_rootfs": lib.OCI_STEP_BIND_ROOTFS,
     "mkdir": lib.OCI_STEP_MKDIR, "wait_parent": lib.OCI_STEP_WAIT_PARENT,
+    "unshare_cgroupns": lib.OCI_STEP_UNSHARE_CGROUPNS,
 }
 
 
@@ -107,7 +108,6 @@ def _c_plan(plan, sync_fd, start_fds):
     c = ffi.new("struct oci_plan *")
     k.objs.append(c)
     c.clone_flags = plan["clone_flags"]
-    c.unshare_cgroupns = int(plan["unshare_cgroupns"])
     c.unshare_timens = int(plan["unshare_timens"])
     c.timens_offsets = k.str(plan["timens_offsets"])
     c.njoins = len(plan["joins"])

@@ -50,10 +50,12 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
         raise ConfigError("root.path", f"{rootfs}: not a directory")
     rootfs = pathnames.realpath(rootfs)
 
-    early_sync = userns or "cgroup" in ns_new
+    early_sync = userns
     steps = _steps(config, linux, bundle, rootfs, ns_new, ns_all, userns, no_pivot, cgroup_paths or {})
     if not early_sync:
         _insert_wait_parent(steps, cgroup_paths or {})
+    if "cgroup" in ns_new:
+        _insert_unshare_cgroupns(steps)
     clone_flags = 0
     for t in ns_new:
         if t not in ("cgroup", "time"):
@@ -93,6 +95,17 @@ def _insert_wait_parent(steps, cgroup_paths):
         if s["op"] == "hooks" or (s["src"] and dirs and s["src"].startswith(dirs)):
             steps.insert(i, step("wait_parent", "linux.cgroupsPath"))
             return
+
+
+def _insert_unshare_cgroupns(steps):
+    """A cgroup namespace is rooted where the init is when it unshares, so the init waits
+    for 'C' (joined) first: as late as it can, to build its mounts meanwhile — before the
+    first cgroup mount (which shows the namespace's root) or the hooks, else last; and
+    after a wait_parent step, as 'G' comes before 'C'."""
+    start = next((i + 1 for i, s in enumerate(steps) if s["op"] == "wait_parent"), 0)
+    at = next((i for i in range(start, len(steps))
+               if steps[i]["op"] == "hooks" or steps[i]["fstype"] in ("cgroup", "cgroup2")), len(steps))
+    steps.insert(at, step("unshare_cgroupns", "linux.namespaces"))
 
 
 def _refuse_unsupported(config, linux, process):

@@ -441,6 +441,23 @@ def test_cgroup_and_time_namespaces_are_unshared_not_cloned(bundle):
     assert p["timens_offsets"] == "monotonic 2 3\nboottime 10 0\n"
 
 
+def test_cgroup_namespace_is_unshared_as_late_as_it_can(bundle):
+    """After the mounts that don't show it, once the parent joined ('C'), before the first
+    cgroup mount and before the hooks; with neither, last."""
+    paths = {"pids": "/sys/fs/cgroup/pids/cid", "": "/sys/fs/cgroup/unified/cid"}
+    cfg = config()
+    cfg["linux"]["namespaces"].append({"type": "cgroup"})
+    p = build(cfg, bundle, cgroup_paths=paths)
+    cgroup_mounts = [i for i, s in enumerate(p["steps"]) if s["fstype"] in ("cgroup", "cgroup2")]
+    assert cgroup_mounts and [s["op"] for s in p["steps"]].index("unshare_cgroupns") == cgroup_mounts[0] - 1
+    assert not p["early_sync"] and "wait_parent" not in ops(p)
+    cfg["mounts"] = [m for m in cfg["mounts"] if m["type"] != "cgroup"]
+    assert ops(build(cfg, bundle, cgroup_paths=paths))[-1] == "unshare_cgroupns"
+    cfg["hooks"] = {"createContainer": HOOK}
+    order = ops(build(cfg, bundle, cgroup_paths=paths))
+    assert order[order.index("pivot") - 3:order.index("pivot")] == ["wait_parent", "unshare_cgroupns", "hooks"]
+
+
 def test_joins_are_ordered_user_first_mount_last(bundle, tmp_path):
     files = {}
     for t in ("mount", "network", "user", "ipc"):

@@ -9,12 +9,13 @@ import posix  # not os (~1.5 ms to import): delete and kill --all use this modul
 
 from . import pathnames
 from .errors import OCIError
+from .log import debug
 
 UNIFIED = ""  # key of the cgroup2 hierarchy in the maps below
 
 
 _cache = {}
-_primer_stop = None  # the lock the priming thread waits on, while it runs
+_primer = None  # the running primer: a lock its thread waits on, or the launcher's (pid, fd)
 
 
 def hierarchies():
@@ -71,14 +72,21 @@ def prime_migration():
 
     A migration waits out an RCU grace period (~10 ms here, holding cgroupfs's lock, so
     even a mkdir there waits) unless another one happened within about one grace period
-    before. A thread "moves" this process into the cgroup it is already in (nothing
-    changes cgroup) every 3 ms, from now until ``join`` is done: the first of those pays
-    the wait while this process imports and reads the config, the rest keep the kernel
-    in its fast state. A thread, not a child process: a forked child would share this
-    process's memory copy-on-write, and every page Python touched meanwhile would fault
-    (about 1.5 ms per create here).
+    before. A primer "moves" itself into the cgroup it is already in (nothing changes
+    cgroup) every 3 ms until ``join`` is done: the first of those pays the wait while
+    this process starts, the rest keep the kernel in its fast state.
+
+    The installed ``ociruntime`` command (native/launcher.c) forks the primer before
+    Python even starts and names it in OCIRUNTIME_PRIMER; here we adopt it. Otherwise a
+    thread of ours primes, from now. A thread, not a forked child: a child would share
+    this process's memory copy-on-write, and every page Python touched meanwhile would
+    fault (about 1.5 ms per create here).
     """
-    global _primer_stop
+    global _primer
+    _primer = _adopt_launcher_primer()
+    if _primer is not None:
+        debug(f"cgroup migration primer: the launcher's, pid {_primer[0]}")
+        return
     mounts = hierarchies()
     own = next(((mounts[k], p.strip("/")) for k, p in own_cgroups().items() if k in mounts), None)
     if own is None:
@@ -87,10 +95,31 @@ def prime_migration():
     import sys
 
     procs = "/".join(part for part in (*own, "cgroup.procs") if part)
-    _primer_stop = _thread.allocate_lock()
-    _primer_stop.acquire()
-    _thread.start_new_thread(_prime, (procs, _primer_stop))
+    stop = _thread.allocate_lock()
+    stop.acquire()
+    _thread.start_new_thread(_prime, (procs, stop))
     sys.setswitchinterval(0.001)  # the thread's next move mustn't wait 5 ms for the GIL
+    _primer = stop
+    debug(f"cgroup migration primer: a thread, writing {procs}")
+
+
+def _adopt_launcher_primer():
+    """(pid, fd) of the launcher's primer, once checked to be our child and its pipe."""
+    value = posix.environ.get(b"OCIRUNTIME_PRIMER")
+    if not value:
+        return None
+    try:
+        pid, fd = (int(part) for part in value.split(b":"))
+        if posix.fstat(fd).st_mode & 0o170000 != 0o010000:  # not a pipe: not ours
+            return None
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        if int(stat[stat.rindex(b")") + 2:].split()[1]) != posix.getpid():
+            return None
+    except (ValueError, OSError):
+        return None
+    posix.set_inheritable(fd, False)  # hooks and the init must not hold it
+    return pid, fd
 
 
 def _prime(procs, stop):
@@ -108,11 +137,19 @@ def _prime(procs, stop):
 
 
 def end_priming():
-    """Stop the priming thread, if ``join`` has not already."""
-    global _primer_stop
-    if _primer_stop is not None:
-        _primer_stop.release()
-        _primer_stop = None
+    """Stop the primer, if ``join`` has not already. The launcher's exits as soon as
+    its pipe hangs up; it is our child, so reap it rather than leave a zombie."""
+    global _primer
+    if isinstance(_primer, tuple):
+        pid, fd = _primer
+        posix.close(fd)
+        try:
+            posix.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+    elif _primer is not None:
+        _primer.release()
+    _primer = None
 
 
 def make(paths, created, device_rules):

@@ -22,6 +22,10 @@ import busybox_bundle  # noqa: E402
 from ociruntime.spec import default_config  # noqa: E402
 
 RUNTIME = os.environ.get("OCIRUNTIME") or shutil.which("ociruntime") or "/usr/local/bin/ociruntime"
+# The Python script RUNTIME (native/launcher.c) runs: its shebang holds the interpreter
+# and flags, its sys.path line where the package is. scripts/setup.sh writes it here.
+LAUNCHER_SCRIPT = os.environ.get("OCIRUNTIME_LAUNCHER_SCRIPT") or os.path.join(
+    os.path.dirname(sys.executable), "ociruntime-launcher")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -4,12 +4,12 @@ the installed sources."""
 
 import subprocess
 
-from conftest import RUNTIME
+from conftest import LAUNCHER_SCRIPT
 
 
 def _launcher_python(code):
     """Run ``code`` with the launcher's interpreter, flags and sys.path."""
-    with open(RUNTIME) as f:
+    with open(LAUNCHER_SCRIPT) as f:
         lines = f.read().splitlines()
     interpreter = lines[0][2:].split()
     path_setup = next(line for line in lines if line.startswith("sys.path"))

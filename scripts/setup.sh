@@ -23,9 +23,10 @@ fi
 .venv/bin/pip install -q . pytest ruff hypothesis
 rm -rf build ./*.egg-info
 
-# The launcher: a small C program (native/launcher.c) that, for create and run, starts
-# the cgroup-migration primer before Python, then runs Python on the launcher script,
-# which skips site (-I -S) and finds the package itself: ~3 ms less per call.
+# The launcher: a small C program (native/launcher.c; static, it starts ~0.4 ms sooner)
+# that, for create and run, starts the cgroup-migration primer before Python, then runs
+# Python on the launcher script, which skips site (-I -S) and finds the package itself
+# (~3 ms less per call than a console script).
 site=$(.venv/bin/python3 -I -c 'import ociruntime, os; print(os.path.dirname(ociruntime.__path__[0]))')
 script="$PWD/.venv/bin/ociruntime-launcher"
 cat > "$script" <<LAUNCHER
@@ -38,7 +39,7 @@ LAUNCHER
 chmod 755 "$script"
 value_options=$(.venv/bin/python3 -I -c 'from ociruntime.main import GLOBAL
 print(",".join(f"\"{name}\"" for name, (_, takes_value, _) in GLOBAL.items() if takes_value))')
-gcc -O2 -Wall -Wextra -o /usr/local/bin/ociruntime native/launcher.c \
+gcc -O2 -Wall -Wextra -static -o /usr/local/bin/ociruntime native/launcher.c \
     -DOCI_PYTHON="\"$PWD/.venv/bin/python3\"" -DOCI_SCRIPT="\"$script\"" -DOCI_VALUE_OPTIONS="$value_options"
 version=$(/usr/local/bin/ociruntime --version)
 echo "setup: ${version%%$'\n'*} at /usr/local/bin/ociruntime"

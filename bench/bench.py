@@ -49,6 +49,8 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# scripts/setup.sh installs a C launcher that runs this script; its shebang names the interpreter.
+INSTALLED_SCRIPT = os.path.join(HERE, "..", ".venv", "bin", "ociruntime-launcher")
 BUNDLE_MAKER = os.path.join(HERE, "..", "examples", "busybox_bundle.py")
 DEVNULL = "/dev/null"
 
@@ -235,7 +237,7 @@ class Bench:
         self.b = Runtime(
             os.path.basename(args.reference), reference, os.path.join(tmp, "root-b"), os.path.join(tmp, "stderr-b")
         )
-        self.interp = launcher_interpreter(runtime)
+        self.interp = args.floor_python or launcher_interpreter(runtime) or launcher_interpreter(INSTALLED_SCRIPT)
         self.true_bundle = os.path.join(tmp, "bundle-true")
         self.sleep_bundle = os.path.join(tmp, "bundle-sleep")
 
@@ -467,6 +469,8 @@ def main():
     parser.add_argument("--runtime", default="ociruntime", help="runtime under test (default: ociruntime on PATH)")
     parser.add_argument("--reference", default="runc", help="reference runtime (default: runc on PATH)")
     parser.add_argument("--json", metavar="FILE", help="also write every sample and summary as JSON")
+    parser.add_argument("--floor-python", metavar="PATH", help="interpreter for the python floor in (c) (default: "
+                        "the runtime's shebang, else that of .venv/bin/ociruntime-launcher)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (containers need it)")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where the hot verbs of ociruntime spend their import time.
 
-Usage (as root):  python3 bench/importtime.py [--repeat N] [--top K] [--runtime PATH]
+Usage (as root):  python3 bench/importtime.py [--repeat N] [--top K] [--runtime SCRIPT]
 
 Runs `create`, `state`, `start`, `kill`, `delete` and `run` of a busybox
 container N times each with `-X importtime`, using the interpreter and flags of
@@ -93,7 +93,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeat", type=int, default=7)
     p.add_argument("--top", type=int, default=12)
-    p.add_argument("--runtime", default="ociruntime")
+    p.add_argument("--runtime", default=os.path.join(HERE, "..", ".venv", "bin", "ociruntime-launcher"),
+                   help="a launcher *script* (default: the one scripts/setup.sh writes, which the installed "
+                        "C launcher runs)")
     args = p.parse_args()
     runtime = shutil.which(args.runtime) or args.runtime
     tmp = tempfile.mkdtemp(prefix="ociimport-")

@@ -208,10 +208,17 @@ class Init:
             pass
 
     def _recv(self):
-        try:
-            return self._sock.recv(65536)
-        except OSError:
-            return b""
+        """The init's next message; b"" once its end is gone. An init that died with our
+        message unread makes the kernel report ECONNRESET once, ahead of what it had
+        sent (its 'E'): then read on."""
+        for _ in range(2):
+            try:
+                return self._sock.recv(65536)
+            except ConnectionResetError:
+                continue
+            except OSError:
+                break
+        return b""
 
     def _error(self, msg):
         if msg[:1] == b"E":

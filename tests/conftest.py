@@ -28,6 +28,17 @@ LAUNCHER_SCRIPT = os.environ.get("OCIRUNTIME_LAUNCHER_SCRIPT") or os.path.join(
     os.path.dirname(sys.executable), "ociruntime-launcher")
 
 
+def launcher_python(code):
+    """Run ``code`` with the launcher script's interpreter, flags and sys.path: the
+    installed package, with its compiled C helper (the source tree has none)."""
+    with open(LAUNCHER_SCRIPT) as f:
+        lines = f.read().splitlines()
+    interpreter = lines[0][2:].split()
+    path_setup = next(line for line in lines if line.startswith("sys.path"))
+    return subprocess.run([*interpreter, "-c", f"import sys\n{path_setup}\n{code}"], capture_output=True,
+                          text=True, timeout=60)
+
+
 def pytest_collection_modifyitems(config, items):
     if os.geteuid() != 0:
         skip = pytest.mark.skip(reason="needs root: real containers")

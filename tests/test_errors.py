@@ -7,7 +7,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import RUNTIME
+from conftest import RUNTIME, launcher_python
 
 pytestmark = pytest.mark.root
 
@@ -439,3 +439,21 @@ def test_log_json_warning_of_poststop(runtime, make_bundle, tmp_path):
     assert proc.returncode == 0
     entries = [json.loads(x) for x in log.read_text().splitlines()]
     assert [e["level"] for e in entries] == ["warning"] and "hooks.poststop[0]" in entries[0]["msg"]
+
+
+def test_the_inits_last_words_survive_our_unread_message():
+    """An init that fails and exits before reading our 'G' makes the kernel report
+    ECONNRESET ahead of the 'E' it sent: the error must still be read, not lost."""
+    proc = launcher_python("""
+import socket
+from ociruntime.native import Init
+ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+theirs.send(b"Eprocess.oomScoreAdj: write -999: Permission denied")
+ours.send(b"G")  # never read
+theirs.close()
+init = Init.__new__(Init)
+init._sock = ours
+print(init._recv(), init._recv())
+""")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "b'Eprocess.oomScoreAdj: write -999: Permission denied' b''"

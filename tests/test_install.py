@@ -2,20 +2,7 @@
 (ociruntime/__init__.py), and what they report (__file__, tracebacks) still points at
 the installed sources."""
 
-import subprocess
-
-from conftest import LAUNCHER_SCRIPT
-
-
-def _launcher_python(code):
-    """Run ``code`` with the launcher's interpreter, flags and sys.path."""
-    with open(LAUNCHER_SCRIPT) as f:
-        lines = f.read().splitlines()
-    interpreter = lines[0][2:].split()
-    path_setup = next(line for line in lines if line.startswith("sys.path"))
-    return subprocess.run([*interpreter, "-c", f"import sys\n{path_setup}\n{code}"], capture_output=True,
-                          text=True, timeout=60)
-
+from conftest import launcher_python
 
 # The installed package's Python modules (not __init__ itself, not the cffi extension).
 INSTALLED_MODULES = """
@@ -31,7 +18,7 @@ installed.discard("ociruntime")
 
 
 def test_every_module_is_served_from_the_compiled_file():
-    proc = _launcher_python(INSTALLED_MODULES + """
+    proc = launcher_python(INSTALLED_MODULES + """
 import importlib
 for name in sorted(installed):
     module = importlib.import_module(name)
@@ -45,7 +32,7 @@ print(len(installed))
 
 def test_the_compiled_code_is_the_installed_source():
     """Each served module's code matches the installed .py next to it (a stale file would not)."""
-    proc = _launcher_python(INSTALLED_MODULES + """
+    proc = launcher_python(INSTALLED_MODULES + """
 import marshal
 finder = next(f for f in sys.meta_path if type(f).__name__ == "_CompiledModules")
 assert set(finder.modules) == installed, set(finder.modules) ^ installed
@@ -59,7 +46,7 @@ for name, (is_package, blob) in finder.modules.items():
 
 
 def test_a_crash_shows_its_source_lines():
-    proc = _launcher_python("from ociruntime import pathnames\npathnames.realpath(1.5)")
+    proc = launcher_python("from ociruntime import pathnames\npathnames.realpath(1.5)")
     assert proc.returncode == 1
     assert 'File "ociruntime/pathnames.py"' in proc.stderr, proc.stderr
     assert "posix.open(path" in proc.stderr, proc.stderr  # the line itself, read from the installed file

@@ -42,6 +42,8 @@ COMMANDS = {
     "kill": ("send a signal to the container's init process", {
         "--all": ("all_processes", False, False), "-a": ("all_processes", False, False)},
         [("container_id", True), ("sig", False)]),
+    "pause": ("suspend every process in the container", {}, [("container_id", True)]),
+    "resume": ("resume every process of a paused container", {}, [("container_id", True)]),
     "delete": ("delete a container and what it holds", {
         "--force": ("force", False, False), "-f": ("force", False, False)}, [("container_id", True)]),
     "list": ("list containers", {
@@ -162,6 +164,14 @@ def dispatch(glob, command, opts):
         from .commands import kill
 
         kill.main(root, **opts)
+    elif command == "pause":
+        from .commands import pause
+
+        pause.main(root, **opts)
+    elif command == "resume":
+        from .commands import pause
+
+        pause.resume_main(root, **opts)
     elif command == "delete":
         from .commands import delete
 

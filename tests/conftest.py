@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 
 import pytest
@@ -123,6 +124,15 @@ class Runtime:
         cid = cid or self.new_id()
         proc = self("run", "--bundle", bundle.path, cid, check=False)
         return proc.returncode, proc.stdout, proc.stderr
+
+
+def wait_status(runtime, cid, status, timeout=5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if runtime.state(cid)["status"] == status:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{cid} never became {status}: {runtime.state(cid)}")
 
 
 def run_ok(runtime, bundle):

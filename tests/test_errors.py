@@ -4,10 +4,9 @@ no Python traceback, and leaves nothing behind (the runtime fixture's leak check
 import json
 import re
 import subprocess
-import time
 
 import pytest
-from conftest import RUNTIME, launcher_python
+from conftest import RUNTIME, launcher_python, wait_status
 
 pytestmark = pytest.mark.root
 
@@ -25,13 +24,6 @@ def one_error(proc, *needles):
 
 def create(runtime, bundle, cid=None):
     return runtime("create", "--bundle", bundle.path, cid or runtime.new_id(), check=False)
-
-
-def wait_status(runtime, cid, status, timeout=5):
-    deadline = time.monotonic() + timeout
-    while runtime.state(cid)["status"] != status:
-        assert time.monotonic() < deadline, runtime.state(cid)
-        time.sleep(0.02)
 
 
 # --- config.json ----------------------------------------------------------------------------

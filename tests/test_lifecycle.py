@@ -4,17 +4,9 @@ import os
 import time
 
 import pytest
+from conftest import wait_status
 
 pytestmark = pytest.mark.root
-
-
-def wait_status(runtime, cid, status, timeout=5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if runtime.state(cid)["status"] == status:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{cid} never became {status}: {runtime.state(cid)}")
 
 
 def test_run_prints_and_exits_with_status(runtime, make_bundle):

@@ -20,6 +20,10 @@ def _kill_all(container):
             posix.kill(pid, _signal.SIGKILL)
         except ProcessLookupError:
             pass
+    if pids and container.status() == "paused":
+        from .pause import set_frozen
+
+        set_frozen(data["freezer"], False)  # a frozen process can't die
     return bool(pids)
 
 

@@ -15,7 +15,7 @@ UNIFIED = ""  # key of the cgroup2 hierarchy in the maps below
 
 
 _cache = {}
-_primer = None  # the running primer: a lock its thread waits on, or the launcher's (pid, fd)
+_stop_primer = None  # stops the running primer (and reaps the launcher's), while one runs
 
 
 def hierarchies():
@@ -82,10 +82,15 @@ def prime_migration():
     this process's memory copy-on-write, and every page Python touched meanwhile would
     fault (about 1.5 ms per create here).
     """
-    global _primer
-    _primer = _adopt_launcher_primer()
-    if _primer is not None:
-        debug(f"cgroup migration primer: the launcher's, pid {_primer[0]}")
+    global _stop_primer
+    launcher = _adopt_launcher_primer()
+    if launcher is not None:
+        debug(f"cgroup migration primer: the launcher's, pid {launcher[0]}")
+
+        def stop():
+            _stop_launcher_primer(*launcher)
+
+        _stop_primer = stop
         return
     mounts = hierarchies()
     own = next(((mounts[k], p.strip("/")) for k, p in own_cgroups().items() if k in mounts), None)
@@ -99,24 +104,23 @@ def prime_migration():
     stop.acquire()
     _thread.start_new_thread(_prime, (procs, stop))
     sys.setswitchinterval(0.001)  # the thread's next move mustn't wait 5 ms for the GIL
-    _primer = stop
+    _stop_primer = stop.release
     debug(f"cgroup migration primer: a thread, writing {procs}")
 
 
 def _adopt_launcher_primer():
-    """(pid, fd) of the launcher's primer, once checked to be our child and its pipe."""
+    """(pid, fd) of the launcher's primer, once checked to be our live child and a pipe."""
     value = posix.environ.get(b"OCIRUNTIME_PRIMER")
     if not value:
         return None
     try:
         pid, fd = (int(part) for part in value.split(b":"))
-        if posix.fstat(fd).st_mode & 0o170000 != 0o010000:  # not a pipe: not ours
+        if pid <= 0 or posix.fstat(fd).st_mode & 0o170000 != 0o010000:  # not a pipe: not ours
             return None
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        if int(stat[stat.rindex(b")") + 2:].split()[1]) != posix.getpid():
+        if posix.waitpid(pid, posix.WNOHANG)[0]:  # ours, but already gone
+            posix.close(fd)
             return None
-    except (ValueError, OSError):
+    except (ValueError, OSError):  # ChildProcessError: not our child
         return None
     posix.set_inheritable(fd, False)  # hooks and the init must not hold it
     return pid, fd
@@ -136,20 +140,22 @@ def _prime(procs, stop):
         return  # only ever a head start: join works without it
 
 
+def _stop_launcher_primer(pid, fd):
+    """The launcher's primer exits as soon as its pipe hangs up; it is our child, so
+    reap it rather than leave a zombie."""
+    posix.close(fd)
+    try:
+        posix.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
 def end_priming():
-    """Stop the primer, if ``join`` has not already. The launcher's exits as soon as
-    its pipe hangs up; it is our child, so reap it rather than leave a zombie."""
-    global _primer
-    if isinstance(_primer, tuple):
-        pid, fd = _primer
-        posix.close(fd)
-        try:
-            posix.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
-    elif _primer is not None:
-        _primer.release()
-    _primer = None
+    """Stop the primer, if ``join`` has not already."""
+    global _stop_primer
+    if _stop_primer is not None:
+        _stop_primer()
+        _stop_primer = None
 
 
 def make(paths, created, device_rules):

@@ -105,7 +105,7 @@ def test_a_real_child_and_pipe_are_adopted(monkeypatch):
     monkeypatch.setitem(os.environ, "OCIRUNTIME_PRIMER", f"{pid}:{write}")
     assert cgroups._adopt_launcher_primer() == (pid, write)
     assert not os.get_inheritable(write)
-    cgroups._primer = (pid, write)
+    cgroups.prime_migration()  # adopts it (no thread started)
     cgroups.end_priming()  # closes the pipe and reaps the child
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)

@@ -13,14 +13,15 @@ def _kill_all(container):
     """SIGKILL the init and everything in the cgroups; False when there was nothing to kill."""
     data = container.data
     pids = cgroups.pids(data["cgroup_paths"])
-    if container.status() != "stopped":
+    status = container.status()
+    if status != "stopped":
         pids.add(data["pid"])
     for pid in pids:
         try:
             posix.kill(pid, _signal.SIGKILL)
         except ProcessLookupError:
             pass
-    if pids and container.status() == "paused":
+    if status == "paused":
         from .pause import set_frozen
 
         set_frozen(data["freezer"], False)  # a frozen process can't die

@@ -173,18 +173,6 @@ def reference():
     return go_draft7(schemas[validate.ROOT_SCHEMA], registry=registry)
 
 
-def _format(parts):
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part.isidentifier():
-            out += f".{part}" if out else part
-        else:
-            out += f"[{json.dumps(part)}]"
-    return out
-
-
 @pytest.mark.parametrize("name", VALID)
 def test_reference_accepts_valid_example(reference, name):
     assert list(reference.iter_errors(load("valid", name))) == []
@@ -203,7 +191,7 @@ def test_reference_agrees_on_invalid_example(reference, name):
     path, fragment = INVALID[name]
     if fragment.startswith("is required"):
         path = path.rpartition("[")[0] if path.endswith("]") else path.rpartition(".")[0]
-    assert path in {_format(error.absolute_path) for error in errors}
+    assert path in {validate._format_path(error.absolute_path) for error in errors}
 
 
 # --- the interpreter itself ------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Cgroup placement: make the container's cgroup in every hierarchy, join it, apply
 device rules, list and signal its processes, and remove it on delete.
 
-Works on v1, v2 and hybrid hosts (v1 controllers plus a cgroup2 mount). Resource
-limits other than devices are refused by the plan until they are implemented.
+Works on v1, v2 and hybrid hosts (v1 controllers plus a cgroup2 mount): each
+controller is used where the host has it (``controller_versions``). The resource
+limits themselves are computed by ``resources``; ``apply`` writes them.
 """
 
 import posix  # not os (~1.5 ms to import): delete and kill --all use this module
@@ -54,12 +55,16 @@ def container_paths(cgroups_path, container_id):
 
     An absolute cgroupsPath is taken from each hierarchy's root; a relative one
     (and the default, the container id) below this process's own cgroup, as runc does.
+    On cgroup2 a relative path goes below the parent of this process's cgroup, as
+    runc's does: our own cgroup holds processes, so it can't enable controllers below.
     """
     inner = cgroups_path or container_id
     own = own_cgroups() if not inner.startswith("/") else {}
     paths = {}
     for key, mountpoint in hierarchies().items():
         base = own.get(key, "/") if own else "/"
+        if key == UNIFIED:
+            base = pathnames.dirname(base)
         rel = pathnames.normpath(pathnames.join(base, inner)).lstrip("/")
         if rel.startswith(".."):
             raise OCIError(f"linux.cgroupsPath: {cgroups_path!r} leaves the cgroup hierarchy")
@@ -158,11 +163,29 @@ def end_priming():
         _stop_primer = None
 
 
-def make(paths, created, device_rules):
-    """Make each cgroup directory and apply the device rules, before any process is in
-    it: v1 rules go in one by one (deny all, then allow), and a process inside would see
-    the gaps. Every directory made is appended to ``created`` at once, so that a create
-    failing half-way still knows what to ``remove``."""
+def controller_versions():
+    """({controller: "v1"|"v2"}, pure_v2) of this host: v1 where a v1 hierarchy has the
+    controller, else v2 where the cgroup2 root offers it (a hybrid host has both)."""
+    mounts = hierarchies()
+    versions = {}
+    if UNIFIED in mounts:
+        try:
+            with open(f"{mounts[UNIFIED]}/cgroup.controllers") as f:
+                versions = dict.fromkeys(f.read().split(), "v2")
+        except OSError:
+            pass
+    for key in mounts:
+        if key != UNIFIED:
+            versions.update(dict.fromkeys(key.split(","), "v1"))
+    return versions, set(mounts) == {UNIFIED}
+
+
+def make(paths, created, device_rules, writes):
+    """Make each cgroup directory, then apply the device rules and the resource
+    ``writes`` before any process is in it: v1 device rules go in one by one (deny all,
+    then allow), and a process inside would see the gaps. Every directory made is
+    appended to ``created`` at once, so that a create failing half-way still knows what
+    to ``remove``."""
     try:
         for key, path in paths.items():
             made = _makedirs(path)
@@ -170,12 +193,100 @@ def make(paths, created, device_rules):
             if "cpuset" in key.split(","):
                 for d in made:
                     _inherit_cpuset(d)
+        if UNIFIED in paths:
+            _enable_controllers(paths[UNIFIED], {w["controller"] for w in writes if w["version"] == "v2"})
         devices = controller_path(paths, "devices")
         if device_rules and devices:
             for kind, rule in device_rules:
                 _write(f"{devices}/devices.{kind}", rule)
     except OSError as e:
         raise OCIError(f"linux.cgroupsPath: {e.filename}: {e.strerror}") from None
+    apply(paths, writes)
+
+
+def _enable_controllers(path, wanted):
+    """Enable controllers in cgroup.subtree_control from the cgroup2 root down to the
+    container's parent, so the container's directory has their files. On a pure v2
+    host every controller offered (runc does the same: stats need them); on a hybrid
+    host only those the resources use there."""
+    mountpoint = hierarchies()[UNIFIED]
+    if set(hierarchies()) == {UNIFIED}:
+        with open(f"{mountpoint}/cgroup.controllers") as f:
+            wanted = set(f.read().split())
+    wanted.discard("cgroup")
+    if not wanted:
+        return
+    parent = mountpoint
+    for part in path[len(mountpoint):].strip("/").split("/")[:-1]:
+        _enable_in(parent, wanted)
+        parent = f"{parent}/{part}"
+    _enable_in(parent, wanted)
+
+
+def _enable_in(directory, wanted):
+    with open(f"{directory}/cgroup.subtree_control") as f:
+        missing = wanted - set(f.read().split())
+    for controller in sorted(missing):
+        try:
+            _write(f"{directory}/cgroup.subtree_control", f"+{controller}")
+        except OSError as e:
+            raise OCIError(f"linux.resources: enabling the {controller} controller in "
+                           f"{directory}/cgroup.subtree_control: {e.strerror}") from None
+
+
+def apply(paths, writes):
+    """Carry out ``resources.writes`` on the container's cgroups. A write marked
+    "retry" that the kernel refuses with EINVAL is tried again after the others (a new
+    period below the old quota, a memory limit above the old memory+swap limit...)."""
+    from .log import warn
+
+    later = []
+    for w in writes:
+        directory = paths.get(UNIFIED) if w["version"] == "v2" else controller_path(paths, w["controller"])
+        if directory is None:
+            raise OCIError(f"{w['label']}: the container has no {w['controller']} cgroup")
+        try:
+            _write_setting(directory, w)
+        except OSError as e:
+            if e.errno == 22 and w["on_error"] == "retry":  # EINVAL
+                later.append((directory, w))
+            elif e.errno == 2 and w["on_error"] == "optional":  # ENOENT
+                continue
+            elif e.errno in (2, 95, 524) and w["on_error"] == "dropped":  # ENOENT, EOPNOTSUPP, ENOTSUPP
+                warn(f"{w['label']}: this kernel dropped {w['file']}; ignored")
+            else:
+                raise _write_error(directory, w, e) from None
+    for directory, w in later:
+        try:
+            _write_setting(directory, w)
+        except OSError as e:
+            raise _write_error(directory, w, e) from None
+
+
+def _write_setting(directory, w):
+    file, value = w["file"], w["value"]
+    if w["alt"] and not pathnames.exists(f"{directory}/{file}"):
+        file, value = w["alt"]
+    _write(f"{directory}/{file}", value)
+
+
+def _write_error(directory, w, e):
+    detail = e.strerror
+    if e.errno == 2:
+        detail = "the kernel has no such file here"
+    elif e.errno == 16 and w["file"] in ("memory.limit_in_bytes", "memory.max"):  # EBUSY
+        detail = f"below what the container uses now ({_usage(directory)} bytes)"
+    return OCIError(f"{w['label']}: write {w['value']!r} to {directory}/{w['file']}: {detail}")
+
+
+def _usage(directory):
+    for name in ("memory.usage_in_bytes", "memory.current"):
+        try:
+            with open(f"{directory}/{name}") as f:
+                return int(f.read())
+        except OSError:
+            continue
+    return "?"
 
 
 def join(paths, pid):

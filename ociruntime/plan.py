@@ -28,8 +28,9 @@ def step(op, label, dst=None, src=None, fstype=None, data=None, flags=0, propaga
 
 
 def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, preserve_fds=0,
-          cgroup_paths=None):
-    """Return the plan for ``config`` (already schema-validated) of the bundle at ``bundle``."""
+          cgroup_paths=None, cgroup_host=None):
+    """Return the plan for ``config`` (already schema-validated) of the bundle at ``bundle``.
+    ``cgroup_host`` (resources.Host) says where the host has each cgroup controller."""
     linux = config.get("linux") or {}
     process = config.get("process")
     if process is None:
@@ -84,7 +85,23 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
         "preserve_fds": preserve_fds,
         "no_new_keyring": no_new_keyring,
         "device_rules": devices.cgroup_rules((linux.get("resources") or {}).get("devices") or []),
+        "cgroup_writes": cgroup_writes(linux.get("resources"), cgroup_host),
     }
+
+
+def has_limits(resources):
+    """Whether linux.resources sets anything beyond device rules (most containers don't)."""
+    return any(v not in (None, {}, []) for k, v in (resources or {}).items() if k != "devices")
+
+
+def cgroup_writes(resources, host):
+    """The resource limits as cgroup file writes (``resources`` is imported only when
+    there are limits)."""
+    if not has_limits(resources):
+        return []
+    from . import resources as resources_mod
+
+    return resources_mod.writes(resources, host or resources_mod.Host({}))
 
 
 def _insert_wait_parent(steps, cgroup_paths):
@@ -115,9 +132,6 @@ def _refuse_unsupported(config, linux, process):
     for key in _UNSUPPORTED_PROCESS:
         if process.get(key):
             raise ConfigError(f"process.{key}", "is not supported by this runtime yet")
-    for key, value in (linux.get("resources") or {}).items():
-        if key != "devices" and value not in (None, {}, []):
-            raise ConfigError(f"linux.resources.{key}", "is not supported by this runtime yet")
 
 
 def _namespaces(linux):

@@ -137,8 +137,6 @@ def test_unsupported_oci_version(runtime, make_bundle, version):
 @pytest.mark.parametrize("field, value", [
     ("process.apparmorProfile", "docker-default"),
     ("process.selinuxLabel", "system_u:system_r:container_t:s0"),
-    ("linux.resources.memory", {"limit": 100 * 1024 * 1024}),
-    ("linux.resources.pids", {"limit": 10}),
     ("linux.intelRdt", {"closID": "x"}),
     ("linux.personality", {"domain": "LINUX32"}),
 ])

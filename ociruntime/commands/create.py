@@ -35,7 +35,7 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
     linux = config.get("linux") or {}
     cgroup_paths = cgroups.container_paths(linux.get("cgroupsPath"), container_id)
     plan = plan_mod.build(config, bundle, container_id, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
-                          preserve_fds=preserve_fds, cgroup_paths=cgroup_paths)
+                          preserve_fds=preserve_fds, cgroup_paths=cgroup_paths, cgroup_host=_cgroup_host(linux))
     container = state.Container.new(root, container_id)
     init = None
     created_cgroups = []
@@ -47,7 +47,7 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
             if connected is not None:
                 connected.close()  # the init holds its own copy
         # While the kernel clones the init into its namespaces, make the cgroups.
-        cgroups.make(cgroup_paths, created_cgroups, plan["device_rules"])
+        cgroups.make(cgroup_paths, created_cgroups, plan["device_rules"], plan["cgroup_writes"])
         init.wait_pid()
         data = container.data
         data.update({
@@ -94,6 +94,15 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
             hooks.run(hooks.entries(config, "poststop"), state.spec_state(container.data, "stopped"), fatal=False)
         raise
     return container, init
+
+
+def _cgroup_host(linux):
+    """Where the host has each cgroup controller: looked up only for resource limits."""
+    if not plan_mod.has_limits(linux.get("resources")):
+        return None
+    from ..resources import Host
+
+    return Host(*cgroups.controller_versions())
 
 
 def _connect(path):

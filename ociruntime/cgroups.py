@@ -242,9 +242,7 @@ def apply(paths, writes):
 
     later = []
     for w in writes:
-        directory = paths.get(UNIFIED) if w["version"] == "v2" else controller_path(paths, w["controller"])
-        if directory is None:
-            raise OCIError(f"{w['label']}: the container has no {w['controller']} cgroup")
+        directory = directory_of(paths, w)
         try:
             _write_setting(directory, w)
         except OSError as e:
@@ -263,6 +261,14 @@ def apply(paths, writes):
             raise _write_error(directory, w, e) from None
 
 
+def directory_of(paths, w):
+    """The container's directory that a resources.write goes to."""
+    directory = paths.get(UNIFIED) if w["version"] == "v2" else controller_path(paths, w["controller"])
+    if directory is None:
+        raise OCIError(f"{w['label']}: the container has no {w['controller']} cgroup")
+    return directory
+
+
 def _write_setting(directory, w):
     file, value = w["file"], w["value"]
     if w["alt"] and not pathnames.exists(f"{directory}/{file}"):
@@ -275,18 +281,19 @@ def _write_error(directory, w, e):
     if e.errno == 2:
         detail = "the kernel has no such file here"
     elif e.errno == 16 and w["file"] in ("memory.limit_in_bytes", "memory.max"):  # EBUSY
-        detail = f"below what the container uses now ({_usage(directory)} bytes)"
+        detail = f"below what the container uses now ({memory_usage(directory)} bytes)"
     return OCIError(f"{w['label']}: write {w['value']!r} to {directory}/{w['file']}: {detail}")
 
 
-def _usage(directory):
+def memory_usage(directory):
+    """Bytes of memory the cgroup at ``directory`` uses now (v1 or v2), or None."""
     for name in ("memory.usage_in_bytes", "memory.current"):
         try:
             with open(f"{directory}/{name}") as f:
                 return int(f.read())
         except OSError:
             continue
-    return "?"
+    return None
 
 
 def join(paths, pid):
@@ -343,6 +350,17 @@ def _write(path, value):
 def controller_path(paths, controller):
     """The container's directory in the hierarchy holding ``controller``, or None."""
     return next((p for k, p in paths.items() if controller in k.split(",")), None)
+
+
+def freezer_file(paths):
+    """The file that freezes the container: v1's freezer.state, else cgroup v2's
+    cgroup.freeze (also on a hybrid host without a v1 freezer), else None."""
+    freezer = controller_path(paths, "freezer")
+    if freezer:
+        return f"{freezer}/freezer.state"
+    if UNIFIED in paths:
+        return f"{paths[UNIFIED]}/cgroup.freeze"
+    return None
 
 
 def pids(paths):

@@ -7,7 +7,7 @@ command line, or a usage error, so the user gets click's usual messages.
 
 import click
 
-from .main import COMMANDS, GLOBAL
+from .main import COMMANDS, GLOBAL, REST
 
 
 def _option(flags, dest, kind, default):
@@ -30,7 +30,9 @@ def build():
                         help="A runc-compatible OCI container runtime.")
     group.params.append(click.Option(["--version", "-v"], is_flag=True, help="print the version"))
     for name, (help_text, table, positionals) in COMMANDS.items():
-        params = _options(table) + [click.Argument([dest], required=required) for dest, required in positionals]
+        params = _options(table) + [
+            click.Argument([dest], nargs=-1) if required == REST else click.Argument([dest], required=required)
+            for dest, required in positionals]
         group.add_command(click.Command(name, params=params, help=help_text))
     return group
 

@@ -31,7 +31,19 @@ _CREATE_OPTS = {
     "--preserve-fds": ("preserve_fds", "int", 0),
 }
 
-# command -> (help, options, positionals (name, required))
+_UPDATE_OPTS = {
+    "--resources": ("resources", True, None), "-r": ("resources", True, None),
+    "--blkio-weight": ("blkio_weight", "int", None),
+    "--pids-limit": ("pids_limit", "int", None),
+    **{f"--{flag}": (flag.replace("-", "_"), True, None) for flag in (
+        "cpu-period", "cpu-quota", "cpu-burst", "cpu-share", "cpu-rt-period", "cpu-rt-runtime", "cpuset-cpus",
+        "cpuset-mems", "cpu-idle", "memory", "memory-reservation", "memory-swap", "kernel-memory",
+        "kernel-memory-tcp", "l3-cache-schema", "mem-bw-schema")},
+}
+
+# command -> (help, options, positionals (name, required)); a positional whose
+# "required" is REST takes every argument after it verbatim (ps's own options).
+REST = "rest"
 COMMANDS = {
     "create": ("create a container", _CREATE_OPTS, [("container_id", True)]),
     "start": ("start the user program of a created container", {}, [("container_id", True)]),
@@ -49,6 +61,12 @@ COMMANDS = {
     "list": ("list containers", {
         "--format": ("fmt", True, "table"), "-f": ("fmt", True, "table"),
         "--quiet": ("quiet", False, False), "-q": ("quiet", False, False)}, []),
+    "update": ("update container resource constraints", _UPDATE_OPTS, [("container_id", True)]),
+    "events": ("display container events such as OOM notifications and resource usage statistics", {
+        "--interval": ("interval", True, "5s"), "--stats": ("stats", False, False)}, [("container_id", True)]),
+    "ps": ("display the processes running inside a container", {
+        "--format": ("fmt", True, "table"), "-f": ("fmt", True, "table")},
+        [("container_id", True), ("ps_args", REST)]),
     "spec": ("create a new specification file", {
         "--bundle": ("bundle", True, "."), "-b": ("bundle", True, "."),
         "--rootless": ("rootless", False, False)}, []),
@@ -102,11 +120,12 @@ def parse(argv):
     _, table, positionals = COMMANDS[command]
     opts = {dest: default for dest, _, default in table.values()}
     rest = []
+    verbatim_after = next((n for n, (_, req) in enumerate(positionals) if req == REST), None)
     i += 1
     while i < len(argv):
         arg = argv[i]
-        if arg == "--":
-            rest.extend(argv[i + 1:])
+        if arg == "--" or len(rest) == verbatim_after:
+            rest.extend(argv[i + 1:] if arg == "--" else argv[i:])
             break
         if arg.startswith("-") and len(arg) > 1 and not arg[1:].isdigit():
             name = arg.partition("=")[0]
@@ -116,6 +135,9 @@ def parse(argv):
             continue
         rest.append(arg)
         i += 1
+    if verbatim_after is not None:
+        opts[positionals[verbatim_after][0]] = rest[verbatim_after:]
+        rest, positionals = rest[:verbatim_after], positionals[:verbatim_after]
     if len(rest) > len(positionals):
         raise UsageError(f"{command}: too many arguments")
     for (dest, required), value in zip(positionals, rest + [None] * (len(positionals) - len(rest)), strict=True):
@@ -176,6 +198,18 @@ def dispatch(glob, command, opts):
         from .commands import delete
 
         delete.main(root, **opts)
+    elif command == "update":
+        from .commands import update
+
+        update.main(root, **opts)
+    elif command == "events":
+        from .commands import events
+
+        return events.main(root, **opts)
+    elif command == "ps":
+        from .commands import ps
+
+        ps.main(root, **opts)
     elif command == "spec":
         from .commands import spec
 

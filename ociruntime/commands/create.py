@@ -64,6 +64,7 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
             "start_pipe": posix.readlink(f"/proc/self/fd/{init.start_r}"),
             "err_fd": init.err_r,
             "cgroup_paths": cgroup_paths,
+            "resources": linux.get("resources") or {},  # what `update` merges into
             "host_mounts": plan["host_mounts"],
             "hooks": {name: hooks.entries(config, name) for name in ("poststart", "poststop")},
         })
@@ -76,8 +77,7 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
         cgroups.join(cgroup_paths, init.pid)
         if plan["unshare_cgroupns"]:
             init.send(b"C")
-        freezer = cgroups.controller_path(cgroup_paths, "freezer")
-        data["freezer"] = f"{freezer}/freezer.state" if freezer else None
+        data["freezer"] = cgroups.freezer_file(cgroup_paths)
         if plan["stops_at_hooks"]:
             init.expect(b"H")
             hook_state = state.spec_state(data, "created")

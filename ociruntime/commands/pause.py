@@ -1,5 +1,6 @@
 """pause and resume: freeze every process of a running container (the v1 freezer
-cgroup) and thaw it again; `state` then says "paused" (state.status_of)."""
+cgroup, or cgroup v2's cgroup.freeze) and thaw it again; `state` then says "paused"
+(state.status_of)."""
 
 import time
 
@@ -18,19 +19,24 @@ def main(root, container_id, freeze=True):
             raise OCIError(f"container {container_id!r} is {status}, not paused")
         path = container.data.get("freezer")
         if not path:
-            raise OCIError("pause: this host has no v1 freezer cgroup (cgroup v2 freezing is not supported yet)")
+            verb = "pause" if freeze else "resume"
+            raise OCIError(f"{verb}: the container has no freezer (no v1 freezer cgroup, no cgroup v2 directory)")
         set_frozen(path, freeze)
 
 
 def set_frozen(path, freeze):
-    """Write FROZEN or THAWED to ``freezer.state`` and wait until the kernel got there."""
-    want = "FROZEN" if freeze else "THAWED"
+    """Freeze or thaw, and wait until the kernel got there: v1 ``freezer.state`` reads
+    FREEZING until every task stopped; v2's ``cgroup.events`` says "frozen 1" then."""
+    v2 = path.endswith("/cgroup.freeze")
+    want = ("1" if freeze else "0") if v2 else ("FROZEN" if freeze else "THAWED")
+    done = f"frozen {want}" if v2 else want
+    check = path.rpartition("/")[0] + "/cgroup.events" if v2 else path
     deadline = time.monotonic() + _SETTLE
     while True:
         with open(path, "w") as f:
             f.write(want)
-        with open(path) as f:
-            if f.read().strip() == want:
+        with open(check) as f:
+            if done in f.read().splitlines():
                 return
         if time.monotonic() > deadline:
             raise OCIError(f"{path}: still not {want} after {_SETTLE:.0f} s")

@@ -22,6 +22,8 @@ Scenarios (see bench/README.md for more):
   d. memory   VmRSS, RssAnon, RssFile (/proc/<pid>/status) and Pss, Pss_Anon
               (/proc/<pid>/smaps_rollup) of the container's init while it
               waits in `created`.
+  e. update   `update --memory` of a running `sleep` container, per invocation.
+  f. events   `events --stats` of a running `sleep` container, per invocation.
 
 Processes are started with os.posix_spawn and reaped with os.wait4, so the
 timing wraps only the process itself and the CPU time (user+sys, including
@@ -425,7 +427,35 @@ class Bench:
         out += self.report(
             f"d. memory of the init waiting in `created` (KiB, {mem_n} samples)", rows, key="memory", unit="KiB"
         )
+
+        # (e), (f)
+        out += self.resource_verbs(n)
         return out
+
+    # -- (e) update, (f) events --stats
+
+    def resource_verbs(self, n):
+        """Per invocation: `update --memory` (alternating two limits, so every call
+        changes the live limit) and `events --stats` of a running container."""
+        sleepers = {}
+        calls = itertools.count()
+        try:
+            for rt in (self.a, self.b):
+                sleepers[rt] = self.start_sleeper(rt)
+
+            def update(rt):
+                return rt.call("update", "--memory", ("64m", "96m")[next(calls) // 2 % 2], sleepers[rt])[0]
+
+            got = self.timed_pairs("update", update, n)
+            lines = self.report("e. update --memory of a running container (per invocation)",
+                                {"wall": (got[self.a], got[self.b])}, key="update")
+            got = self.timed_pairs("events", lambda rt: rt.call("events", "--stats", sleepers[rt])[0], n)
+            lines += self.report("f. events --stats of a running container (per invocation)",
+                                 {"wall": (got[self.a], got[self.b])}, key="events_stats")
+        finally:
+            for rt, cid in sleepers.items():
+                rt.delete(cid, force=True)
+        return lines
 
     def report(self, title, rows, key, unit="ms"):
         """Format rows {label: (samples A, samples B)}; store them in self.results[key]."""

@@ -3,10 +3,9 @@ LinuxResources JSON (--resources FILE|-). As runc does, the new values are merge
 into the container's resources and the whole set is applied again, so that paired
 settings (quota with period, memory with swap) are written together."""
 
-import json
 import sys
 
-from .. import cgroups, state
+from .. import cgroups, fastjson, state
 from ..errors import OCIError
 from ..resources import Host, writes
 
@@ -64,10 +63,10 @@ def from_flags(flags):
 def from_file(path):
     try:
         if path == "-":
-            loaded = json.load(sys.stdin)
+            loaded = fastjson.loads(sys.stdin.buffer.read())
         else:
-            with open(path) as f:
-                loaded = json.load(f)
+            with open(path, "rb") as f:
+                loaded = fastjson.loads(f.read())
     except OSError as e:
         raise OCIError(f"update: --resources {path}: {e.strerror}") from None
     except ValueError as e:

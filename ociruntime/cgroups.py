@@ -278,8 +278,8 @@ def _write_setting(directory, w):
 
 def _write_error(directory, w, e):
     detail = e.strerror
-    if e.errno == 2:
-        detail = "the kernel has no such file here"
+    if e.errno == 2:  # ENOENT
+        detail = "this kernel has no such file there (the controller lacks this feature)"
     elif e.errno == 16 and w["file"] in ("memory.limit_in_bytes", "memory.max"):  # EBUSY
         detail = f"below what the container uses now ({memory_usage(directory)} bytes)"
     return OCIError(f"{w['label']}: write {w['value']!r} to {directory}/{w['file']}: {detail}")
@@ -343,8 +343,13 @@ def _makedirs(path):
 
 
 def _write(path, value):
-    with open(path, "w") as f:
-        f.write(value)
+    """One write(2) of a cgroup file, never creating it: a file the kernel lacks is
+    ENOENT (open(..., "w") would try O_CREAT, and cgroupfs answers that with EPERM)."""
+    fd = posix.open(path, posix.O_WRONLY | posix.O_CLOEXEC)
+    try:
+        posix.write(fd, value.encode())
+    finally:
+        posix.close(fd)
 
 
 def controller_path(paths, controller):

@@ -28,7 +28,7 @@ def write(at, file, value, label, on_error=None, alt=None):
     is used instead when ``file`` doesn't exist (blkio.weight or the BFQ scheduler's
     blkio.bfq.weight, whichever the kernel has)."""
     return {"version": at[0], "controller": at[1], "file": file, "value": str(value), "label": label,
-            "on_error": on_error, "alt": alt}
+            "on_error": on_error, "alt": (alt[0], str(alt[1])) if alt else None}
 
 
 def cpu_shares_to_weight(shares):

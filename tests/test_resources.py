@@ -124,7 +124,7 @@ def test_block_io_v1_and_v2():
         (V1, "blkio", "blkio.throttle.write_iops_device", "8:0 100")]
     writes = resources.writes(bio, V2_HOST)
     assert [(w["file"], w["value"], w["alt"]) for w in writes] == [
-        ("io.bfq.weight", "500", ("io.weight", 4950)), ("io.bfq.weight", "8:0 300", ("io.weight", "8:0 2930")),
+        ("io.bfq.weight", "500", ("io.weight", "4950")), ("io.bfq.weight", "8:0 300", ("io.weight", "8:0 2930")),
         ("io.max", "8:0 rbps=1048576", None), ("io.max", "8:0 wiops=100", None)]
     assert "no leaf weight" in error({"blockIO": {"leafWeight": 10}}, V2_HOST)
 
@@ -270,3 +270,16 @@ def test_oom_kill_exits_137(runtime, make_bundle):
     code, out, err = runtime.run_output(bundle)
     assert code == 137, (code, out, err)
     assert "started" in out and "survived" not in out
+
+
+@pytest.mark.root
+@v1_only
+def test_a_knob_the_kernel_lacks_is_named(runtime, make_bundle):
+    """CFQ's blkio.leaf_weight went with CFQ (Linux 5.0): a clear error, not EPERM."""
+    bundle = make_bundle("true")
+    bundle.config["linux"]["resources"]["blockIO"] = {"leafWeight": 300}
+    bundle.write()
+    proc = runtime("run", "--bundle", bundle.path, runtime.new_id(), check=False)
+    assert proc.returncode != 0
+    assert "linux.resources.blockIO.leafWeight: write '300' to " in proc.stderr
+    assert "blkio.leaf_weight: this kernel has no such file there" in proc.stderr

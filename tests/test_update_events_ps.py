@@ -199,3 +199,24 @@ def test_ps_json_and_table(runtime, make_bundle):
     finally:
         runtime("delete", "--force", cid)
     assert runtime("ps", "-f", "json", cid, check=False).returncode != 0  # gone
+
+
+def test_kill_all_reaches_every_process_in_the_cgroup(runtime, make_bundle):
+    """USR1 to all: the shell traps it and lives (its trap ends one wait, the next reaps
+    the sleeps), its two sleeps (default action) die."""
+    bundle = make_bundle("sh", "-c", "trap 'true' USR1; sleep 100 & sleep 100 & wait; wait; exec sleep 1000")
+    cid = runtime.new_id()
+    runtime("run", "--detach", "--bundle", bundle.path, cid)
+    try:
+        init = runtime.state(cid)["pid"]
+        deadline = time.monotonic() + 5
+        while len(json.loads(runtime("ps", "-f", "json", cid).stdout)) < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        runtime("kill", "--all", cid, "USR1")
+        while (pids := json.loads(runtime("ps", "-f", "json", cid).stdout)) != [init]:
+            assert time.monotonic() < deadline + 5, pids
+            time.sleep(0.02)
+        assert runtime.state(cid)["status"] == "running"
+    finally:
+        runtime("delete", "--force", cid)

@@ -283,3 +283,52 @@ def test_a_knob_the_kernel_lacks_is_named(runtime, make_bundle):
     assert proc.returncode != 0
     assert "linux.resources.blockIO.leafWeight: write '300' to " in proc.stderr
     assert "blkio.leaf_weight: this kernel has no such file there" in proc.stderr
+
+
+def _cgroup_dirs(name):
+    return sorted(os.path.join(base, d) for base, dirs, _ in os.walk("/sys/fs/cgroup") for d in dirs if d == name)
+
+
+@pytest.mark.root
+@v1_only
+@pytest.mark.parametrize("kind", ["absolute", "relative", "default"])
+def test_cgroups_path_and_nothing_left_after_delete(runtime, make_bundle, kind):
+    cid = runtime.new_id()
+    inner = {"absolute": f"/{cid}/inner", "relative": f"{cid}/inner", "default": None}[kind]
+    bundle = make_bundle("sleep", "60")
+    if inner:
+        bundle.config["linux"]["cgroupsPath"] = inner
+    bundle.config["linux"]["resources"]["pids"] = {"limit": 9}
+    bundle.write()
+    runtime("run", "--detach", "--bundle", bundle.path, cid)
+    pid = runtime.state(cid)["pid"]
+    pids_dir = _host_cgroup(pid, "pids")
+    with open("/proc/self/cgroup") as f:
+        own = next(line.split(":", 2)[2].strip() for line in f if line.split(":")[1] == "pids")
+    expected = {"absolute": f"/sys/fs/cgroup/pids/{cid}/inner",
+                "relative": f"/sys/fs/cgroup/pids{own.rstrip('/')}/{cid}/inner",
+                "default": f"/sys/fs/cgroup/pids{own.rstrip('/')}/{cid}"}[kind]
+    assert pids_dir == expected
+    assert _read(f"{pids_dir}/pids.max") == "9"
+    assert _cgroup_dirs(cid)  # in every hierarchy
+    runtime("delete", "--force", cid)  # of a running container
+    assert _cgroup_dirs(cid) == []
+
+
+@pytest.mark.root
+@v1_only
+def test_joining_an_existing_cgroup_leaves_it_in_place(runtime, make_bundle):
+    cid = runtime.new_id()
+    existing = f"/sys/fs/cgroup/pids/{cid}"
+    os.mkdir(existing)
+    try:
+        bundle = make_bundle("sleep", "60")
+        bundle.config["linux"]["cgroupsPath"] = f"/{cid}"
+        bundle.write()
+        runtime("run", "--detach", "--bundle", bundle.path, cid)
+        assert _host_cgroup(runtime.state(cid)["pid"], "pids") == existing
+        runtime("delete", "--force", cid)
+        assert os.path.isdir(existing)  # not ours to remove
+        assert _cgroup_dirs(cid) == [existing]  # the ones the runtime made are gone
+    finally:
+        os.rmdir(existing)

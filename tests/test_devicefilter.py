@@ -1,9 +1,17 @@
 """devicefilter.program(): its eBPF, run by a small interpreter here, must give every
 request the verdict a v1 devices cgroup gives after the same rules were written to it
-(modelled below after security/device_cgroup.c)."""
+(modelled below after security/device_cgroup.c). As root, with a cgroup2 hierarchy
+mounted: native.attach_device_filter() on a real cgroup of our own, and, with a v1
+devices hierarchy too, the kernel's verdicts for the same rules in both."""
 
+import ctypes
+import errno
 import itertools
 import operator
+import os
+import platform
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -171,3 +179,185 @@ def test_a_deny_refuses_a_request_with_any_of_its_bits():
 def test_invalid_rules(rule):
     with pytest.raises(OCIError, match=r"^linux.resources.devices: invalid device rule"):
         program([("allow", rule)])
+
+
+def mount_of(fstype, option=None):
+    """Where a cgroup hierarchy is mounted (the first one with ``option`` among its
+    super options), or None."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            rest = fields[fields.index("-") + 1:]
+            if rest[0] == fstype and (option is None or option in rest[2].split(",")):
+                return fields[4]
+    return None
+
+
+def own_cgroup(mount):
+    """A cgroup directory of this test's own below ``mount``, removed afterwards."""
+    if os.geteuid() != 0 or mount is None:
+        pytest.skip("needs root and the cgroup hierarchy")
+    path = os.path.join(mount, f"ociruntime-test-bpf-{os.getpid()}")
+    os.mkdir(path)  # fails rather than adopt a cgroup someone else made
+    try:
+        yield path
+    finally:
+        os.rmdir(path)  # its processes have exited and been reaped: subprocess.run waits
+
+
+@pytest.fixture
+def cgroup():
+    yield from own_cgroup(mount_of("cgroup2"))
+
+
+@pytest.fixture
+def v1_cgroup():
+    yield from own_cgroup(mount_of("cgroup", "devices"))
+
+
+def installed(code, *args):
+    """Run ``code`` in this interpreter with -I: without the source tree on sys.path (where
+    pytest put it), ``ociruntime`` is then the package installed in this environment, the
+    one with the compiled C helper the source tree lacks (rerun ``pip install .`` after
+    changing it)."""
+    proc = subprocess.run([sys.executable, "-I", "-c", code, *args], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+ATTACH = """
+import sys
+from ociruntime.errors import OCIError
+from ociruntime.native import attach_device_filter
+try:
+    attach_device_filter(sys.argv[1], bytes.fromhex(sys.argv[2]))
+except OCIError as e:
+    print(e)
+"""
+
+
+def attach(path, prog):
+    """native.attach_device_filter(path, prog): its OCIError's text, or "" when it worked."""
+    return installed(ATTACH, path, prog.hex()).strip()
+
+
+# What a process in the cgroup may do with each device node: open it read-only (READ), write-only
+# (WRITE), read-write, access(F_OK) it (no access bit), make one like it in a scratch directory (MKNOD).
+PROBE = """
+import errno, os, sys
+with open(sys.argv[1], "w") as f:
+    f.write(str(os.getpid()))
+scratch = sys.argv[2]
+
+def attempt(call, *args):
+    try:
+        call(*args)
+        return 0
+    except OSError as e:
+        return e.errno
+
+def open_close(path, flags):
+    os.close(os.open(path, flags | os.O_NONBLOCK))
+
+for i, path in enumerate(sys.argv[3:]):
+    st = os.stat(path)
+    results = [attempt(open_close, path, flags) for flags in (os.O_RDONLY, os.O_WRONLY, os.O_RDWR)]
+    results.append(0 if os.access(path, os.F_OK) else errno.EPERM)  # access() tells no errno
+    results.append(attempt(os.mknod, f"{scratch}/{i}", st.st_mode, st.st_rdev))
+    print(*results)
+"""
+PROBED_ACCESS = (READ, WRITE, READ | WRITE, 0, MKNOD)
+
+
+def probe(procs, scratch, *paths):
+    """{device node: {access bits: errno or 0}} for each way PROBE uses it from a process in the
+    cgroup whose cgroup.procs is ``procs``. Nodes it makes in ``scratch`` are left there."""
+    lines = installed(PROBE, procs, str(scratch), *paths).splitlines()
+    return {path: dict(zip(PROBED_ACCESS, map(int, line.split()), strict=True))
+            for path, line in zip(paths, lines, strict=True)}
+
+
+def attached(path):
+    """The ids of the device programs attached to the cgroup: BPF_PROG_QUERY by hand, for
+    want of bpftool here (union bpf_attr's query member, linux/bpf.h)."""
+    class Query(ctypes.Structure):
+        _fields_ = [("target_fd", ctypes.c_uint32), ("attach_type", ctypes.c_uint32),
+                    ("query_flags", ctypes.c_uint32), ("attach_flags", ctypes.c_uint32),
+                    ("prog_ids", ctypes.c_uint64), ("prog_cnt", ctypes.c_uint32)]
+
+    sys_bpf = {"x86_64": 321, "aarch64": 280}[platform.machine()]
+    bpf_prog_query, bpf_cgroup_device = 16, 6
+    ids = (ctypes.c_uint32 * 64)()
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        query = Query(fd, bpf_cgroup_device, 0, 0, ctypes.addressof(ids), len(ids))
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syscall(sys_bpf, bpf_prog_query, ctypes.byref(query), ctypes.sizeof(query)) < 0:
+            raise OSError(ctypes.get_errno(), "BPF_PROG_QUERY")
+    finally:
+        os.close(fd)
+    return ids[:query.prog_cnt]
+
+
+@pytest.mark.root
+def test_filter_on_a_real_cgroup(cgroup, tmp_path):
+    def reads():
+        found = probe(f"{cgroup}/cgroup.procs", tmp_path, "/dev/null", "/dev/zero")
+        return {path: results[READ] for path, results in found.items()}
+
+    assert attach(cgroup, program([("deny", "c 1:3 rwm")])) == ""
+    assert reads() == {"/dev/null": errno.EPERM, "/dev/zero": 0}
+    first = attached(cgroup)
+    assert len(first) == 1
+    # update: the new filter replaces the old one rather than adding to it
+    assert attach(cgroup, program([("deny", "c 1:5 r")])) == ""
+    assert reads() == {"/dev/null": 0, "/dev/zero": errno.EPERM}
+    second = attached(cgroup)
+    assert len(second) == 1 and second != first
+
+
+@pytest.mark.root
+def test_attach_errors(cgroup):
+    no_r0 = bytes.fromhex("9500000000000000")  # exit, r0 never set
+    error = attach(cgroup, no_r0)
+    assert error.startswith("linux.resources.devices: load the eBPF program: Permission denied: verifier: ")
+    assert error.endswith(" | 0: (95) exit | R0 !read_ok")
+    assert attach(cgroup, program([])[:-3]) == ("linux.resources.devices: load the eBPF program: "
+                                                "61 bytes are not whole instructions")
+    assert attach(f"{cgroup}/missing", program([])) == (f"linux.resources.devices: open {cgroup}/missing: "
+                                                        "No such file or directory")
+    assert attached(cgroup) == []
+
+
+# Device nodes: /dev/null and /dev/zero's numbers, and numbers no driver has here (opening
+# them fails with ENXIO, but only after the device cgroup allowed it).
+NODES = [("c", 1, 3), ("c", 1, 5), ("c", 2, 1), ("b", 3, 1), ("b", 3, 3)]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("rules", [
+    [("deny", "c 1:3 w"), ("deny", "b 3:* r")],
+    [("deny", "c *:* rwm"), ("allow", "c 1:3 rwm")],
+    [("deny", "a"), ("allow", "c 1:* r"), ("allow", "c 1:3 w"), ("allow", "b *:* m")],
+    [("deny", "a"), ("allow", "c *:* m"), ("deny", "c 1:3 m"), ("allow", "b 3:1 rw"), ("deny", "b 3:1 r")],
+    devices.cgroup_rules(default_config()["linux"]["resources"]["devices"]),
+], ids=["partial-deny", "no-hole-in-wildcard", "split-allows", "whitelist-removals", "runc-defaults"])
+def test_the_kernel_agrees(cgroup, v1_cgroup, tmp_path, rules):
+    """The same rules in a v1 devices cgroup and as our filter on a cgroup v2: the kernel
+    refuses (EPERM) exactly the requests the model refuses, in both."""
+    paths = []
+    for kind, major, minor in NODES:
+        paths.append(str(tmp_path / f"{kind}{major}.{minor}"))
+        os.mknod(paths[-1], devices.TYPES[kind] | 0o600, os.makedev(major, minor))
+    model = v1(rules)
+    want = {path: {access: int(model.permits(BLOCK if kind == "b" else CHAR, major, minor, access))
+                   for access in PROBED_ACCESS} for path, (kind, major, minor) in zip(paths, NODES, strict=True)}
+    for kind, rule in rules:
+        with open(f"{v1_cgroup}/devices.{kind}", "w") as f:
+            f.write(rule)
+    assert attach(cgroup, program(rules)) == ""
+    for procs, scratch in ((f"{v1_cgroup}/cgroup.procs", "v1"), (f"{cgroup}/cgroup.procs", "v2")):
+        (tmp_path / scratch).mkdir()
+        found = probe(procs, tmp_path / scratch, *paths)
+        assert {path: {access: int(e != errno.EPERM) for access, e in results.items()}
+                for path, results in found.items()} == want, scratch

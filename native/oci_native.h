@@ -183,4 +183,13 @@ int oci_detach_mount(const char *path);
  * wait status, -ETIMEDOUT after killing a hook that ran over, or -errno. */
 int oci_run_hook(const struct oci_hook *hook, const char *state, char *err, int errlen);
 
+/* cgroup v2 device control: load `insns` (insn_bytes of struct bpf_insn, from
+ * ociruntime/linux/devicefilter.py) as a BPF_PROG_TYPE_CGROUP_DEVICE program,
+ * attach it to the cgroup directory (BPF_F_ALLOW_MULTI), then detach the device
+ * programs attached there before: a new cgroup gets its filter, an updated one
+ * has it replaced. The program stays attached after its fd is closed. Returns 0,
+ * or -1 with one line in err: the failed step, strerror, the verifier's reason. */
+int oci_attach_device_filter(const char *cgroup_dir, const unsigned char *insns, int insn_bytes,
+                             char *err, int errlen);
+
 #endif

@@ -288,3 +288,11 @@ def detach_mount(path):
     rc = lib.oci_detach_mount(path.encode())
     if rc < 0 and -rc not in (2, 22):  # ENOENT, EINVAL: not (any longer) a mount point
         raise OCIError(f"unmount {path}: {posix.strerror(-rc)}")
+
+
+def attach_device_filter(cgroup_dir, program_bytes):
+    """Make ``program_bytes`` (devicefilter.program()) the device filter of a cgroup v2
+    directory, replacing the ones attached before (``update``)."""
+    err = ffi.new("char[]", 1024)
+    if lib.oci_attach_device_filter(cgroup_dir.encode(), program_bytes, len(program_bytes), err, 1024) < 0:
+        raise OCIError(f"linux.resources.devices: {ffi.string(err).decode(errors='replace')}")

@@ -201,7 +201,20 @@ def make(paths, created, device_rules, writes):
                 _write(f"{devices}/devices.{kind}", rule)
     except OSError as e:
         raise OCIError(f"linux.cgroupsPath: {e.filename}: {e.strerror}") from None
+    if device_rules and not devices:
+        _attach_device_filter(paths, device_rules)
     apply(paths, writes)
+
+
+def _attach_device_filter(paths, device_rules):
+    """Without a v1 devices controller the rules become an eBPF device program on the
+    container's cgroup2 directory (also on a hybrid host: the kernel asks both)."""
+    if UNIFIED not in paths:
+        raise OCIError("linux.resources.devices: this host has neither a v1 devices cgroup nor cgroup v2")
+    from .linux.devicefilter import program
+    from .native import attach_device_filter
+
+    attach_device_filter(paths[UNIFIED], program(device_rules))
 
 
 def _enable_controllers(path, wanted):

@@ -135,6 +135,14 @@ def wait_status(runtime, cid, status, timeout=5):
     raise AssertionError(f"{cid} never became {status}: {runtime.state(cid)}")
 
 
+def create_and_start(runtime, bundle):
+    """create then start the bundle as a new container; its id."""
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundle.path, cid)
+    runtime("start", cid)
+    return cid
+
+
 def run_ok(runtime, bundle):
     """Run the bundle; return its stdout, failing with its stderr when it exits non-zero."""
     code, out, err = runtime.run_output(bundle)

@@ -6,7 +6,7 @@ import re
 import subprocess
 
 import pytest
-from conftest import RUNTIME, launcher_python, wait_status
+from conftest import RUNTIME, create_and_start, launcher_python, wait_status
 
 pytestmark = pytest.mark.root
 
@@ -272,10 +272,7 @@ def test_delete_running_without_force(runtime, make_bundle):
 
 
 def test_kill_stopped_container(runtime, make_bundle):
-    bundle = make_bundle("true")
-    cid = runtime.new_id()
-    runtime("create", "--bundle", bundle.path, cid)
-    runtime("start", cid)
+    cid = create_and_start(runtime, make_bundle("true"))
     wait_status(runtime, cid, "stopped")
     one_error(runtime("kill", cid, "TERM", check=False), "not running")
     runtime("delete", cid)

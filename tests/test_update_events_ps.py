@@ -165,16 +165,22 @@ def test_events_streams_stats_and_reports_an_oom(runtime, make_bundle):
 
 
 def test_events_of_a_stopped_container_is_an_error(runtime, make_bundle):
-    bundle = make_bundle("true")
-    cid = runtime.new_id()
-    runtime("create", "--bundle", bundle.path, cid)
-    runtime("start", cid)
-    from conftest import wait_status
+    from conftest import create_and_start, wait_status
 
+    cid = create_and_start(runtime, make_bundle("true"))
     wait_status(runtime, cid, "stopped")
     proc = runtime("events", "--stats", cid, check=False)
     assert proc.returncode != 0 and f"container with id {cid} is not running" in proc.stderr
     runtime("delete", cid)
+
+
+def _wait_pids(runtime, cid, count, timeout=5):
+    """The container's pids (ps --format json) once there are ``count`` of them."""
+    deadline = time.monotonic() + timeout
+    while len(pids := json.loads(runtime("ps", "--format", "json", cid).stdout) or []) != count:
+        assert time.monotonic() < deadline, pids
+        time.sleep(0.02)
+    return pids
 
 
 def test_ps_json_and_table(runtime, make_bundle):
@@ -183,11 +189,8 @@ def test_ps_json_and_table(runtime, make_bundle):
     runtime("run", "--detach", "--bundle", bundle.path, cid)
     try:
         init = runtime.state(cid)["pid"]
-        deadline = time.monotonic() + 5
-        while len(pids := json.loads(runtime("ps", "--format", "json", cid).stdout)) < 2:
-            assert time.monotonic() < deadline, pids
-            time.sleep(0.02)
-        assert init in pids and len(pids) == 2
+        pids = _wait_pids(runtime, cid, 2)
+        assert init in pids
         table = runtime("ps", cid).stdout.splitlines()
         assert table[0].split()[:3] == ["UID", "PID", "PPID"]
         assert sorted(int(row.split()[1]) for row in table[1:]) == sorted(pids)
@@ -209,14 +212,9 @@ def test_kill_all_reaches_every_process_in_the_cgroup(runtime, make_bundle):
     runtime("run", "--detach", "--bundle", bundle.path, cid)
     try:
         init = runtime.state(cid)["pid"]
-        deadline = time.monotonic() + 5
-        while len(json.loads(runtime("ps", "-f", "json", cid).stdout)) < 3:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        _wait_pids(runtime, cid, 3)
         runtime("kill", "--all", cid, "USR1")
-        while (pids := json.loads(runtime("ps", "-f", "json", cid).stdout)) != [init]:
-            assert time.monotonic() < deadline + 5, pids
-            time.sleep(0.02)
+        assert _wait_pids(runtime, cid, 1) == [init]
         assert runtime.state(cid)["status"] == "running"
     finally:
         runtime("delete", "--force", cid)

@@ -258,6 +258,8 @@ def apply(paths, writes):
         directory = directory_of(paths, w)
         try:
             _write_setting(directory, w)
+            if w["on_error"] == "dropped" and not _holds(directory, w):
+                warn(f"{w['label']}: this kernel ignores {w['file']} (it reads back otherwise); ignored")
         except OSError as e:
             if e.errno == 22 and w["on_error"] == "retry":  # EINVAL
                 later.append((directory, w))
@@ -272,6 +274,12 @@ def apply(paths, writes):
             _write_setting(directory, w)
         except OSError as e:
             raise _write_error(directory, w, e) from None
+
+
+def _holds(directory, w):
+    """Whether a write reads back (newer kernels take kernel-memory limits and drop them)."""
+    with open(f"{directory}/{w['file']}") as f:
+        return f.read().strip() == w["value"]
 
 
 def directory_of(paths, w):

@@ -326,3 +326,20 @@ def test_joining_an_existing_cgroup_leaves_it_in_place(runtime, make_bundle):
         assert _cgroup_dirs(cid) == [existing]  # the ones the runtime made are gone
     finally:
         os.rmdir(existing)
+
+
+@pytest.mark.root
+@v1_only
+def test_kernel_memory_is_accepted_and_a_dropped_knob_warned(runtime, make_bundle):
+    """Kernels since 5.16 take memory.kmem.limit_in_bytes and keep "max": then a warning,
+    never a silent success; memory.kmem.tcp.limit_in_bytes still holds on v1."""
+    bundle = make_bundle("cat", "/sys/fs/cgroup/memory/memory.kmem.tcp.limit_in_bytes",
+                         "/sys/fs/cgroup/memory/memory.kmem.limit_in_bytes")
+    bundle.config["linux"]["resources"]["memory"] = {"kernel": 50 << 20, "kernelTCP": 50 << 20}
+    bundle.write()
+    code, out, err = runtime.run_output(bundle)
+    assert code == 0, err
+    tcp, kmem = out.split()
+    assert tcp == str(50 << 20)
+    warned = "linux.resources.memory.kernel: this kernel ignores memory.kmem.limit_in_bytes" in err
+    assert warned == (kmem != str(50 << 20)), (kmem, err)

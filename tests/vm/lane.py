@@ -1,0 +1,474 @@
+#!/usr/bin/env python3
+"""The cgroup v2 lane: run the tests marked ``cgroup_v2`` on a pure cgroup v2 host, a
+qemu guest (software emulation) booted on Debian's cloud kernel from an initramfs that
+holds what the tests use, at the same absolute paths as here.
+
+Usage: lane.py [--project DIR] [--python PY] [--build-only] [--timeout S] [-- PYTEST_ARGS...]
+
+The initramfs is two newc cpio archives, one after the other (the kernel unpacks both):
+
+- the base: the Python interpreter and its standard library, the virtualenvs (the one
+  running the tests and the one the installed ``ociruntime`` launcher runs), that
+  launcher, /bin/busybox and every shared library those need (from ldd). Built once
+  and cached under <project>/build/v2-lane/, keyed by a hash of every file's path,
+  size, mode and mtime (and this builder's source).
+- the project: the project tree (no .git, .venv, build or caches) and the guest init
+  (init.sh), rebuilt on every run: it is small.
+
+The guest runs ``<python> -m pytest -q -p no:cacheprovider -m cgroup_v2 <project>/tests``
+from the project directory and prints ``V2LANE-EXIT=<pytest's exit code>`` last.
+Without PYTEST_ARGS those are the arguments; with them, they replace ``<project>/tests``.
+"""
+
+import argparse
+import glob
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXIT_MARKER = "V2LANE-EXIT="
+ANSI = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z]|c)")  # the firmware's terminal resets and clears
+KERNEL_GLOB = "/boot/vmlinuz-*-cloud-amd64"
+QEMU = "qemu-system-x86_64"
+PACKAGES = "qemu-system-x86 linux-image-cloud-amd64"  # scripts/setup.sh installs them
+BUSYBOX = "/bin/busybox"
+# Not copied from the project tree: its history, the installed venv (the base has the
+# one that is used), build output (this lane's cache among it) and tools' caches.
+PROJECT_SKIP = {".git", ".venv", "build", "dist", ".pytest_cache", ".ruff_cache", ".hypothesis",
+                ".benchmarks"}
+# Not copied from the standard library: the big parts no test imports (config-* is
+# libpython's static archive, 25 MB).
+STDLIB_SKIP = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip"}
+# Not copied from a venv: the linter, a 24 MB binary the guest never runs.
+VENV_SKIP = {"bin/ruff"}
+
+
+class LaneError(Exception):
+    """The lane cannot run here (a missing program or file), with what to do about it."""
+
+
+# --- the archives -----------------------------------------------------------------------
+
+
+class Tree:
+    """Absolute path -> entry of the guest's file system, as they are on this host:
+    ("dir", mode, mtime), ("file", mode, mtime, host path), ("link", mode, mtime, target),
+    ("data", mode, mtime, bytes) or ("node", mode, mtime, rdev)."""
+
+    def __init__(self):
+        self.entries = {}
+        self.walked = set()  # directories added with everything below them
+
+    def add(self, path, walk=False, skip=None):
+        """Add ``path`` as it is here: a symlink and what it points at (followed, not
+        walked), a directory (and with ``walk`` everything below it but what ``skip(path)``
+        refuses), a file. Symlinked parent directories become symlinks too (/lib -> usr/lib)."""
+        path = os.path.join(self._real_dir(os.path.dirname(os.path.abspath(path))), os.path.basename(path))
+        if path in self.entries and (not walk or path in self.walked):
+            return
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            target = os.readlink(path)
+            self.entries[path] = ("link", st.st_mode, int(st.st_mtime), target)
+            self.add(os.path.normpath(os.path.join(os.path.dirname(path), target)))
+        elif stat.S_ISDIR(st.st_mode):
+            self.entries[path] = ("dir", st.st_mode, int(st.st_mtime))
+            if walk:
+                self.walked.add(path)
+                for name in sorted(os.listdir(path)):
+                    child = os.path.join(path, name)
+                    if not (skip and skip(child)):
+                        self.add(child, walk=True, skip=skip)
+        elif stat.S_ISREG(st.st_mode):
+            self.entries[path] = ("file", st.st_mode, int(st.st_mtime), path)
+        # sockets, fifos and devices of the host are not the guest's business
+
+    def _real_dir(self, d):
+        """The real path of directory ``d``, recording each directory and symlink on the way."""
+        if d == "/":
+            return d
+        parent = self._real_dir(os.path.dirname(d))
+        path = os.path.join(parent, os.path.basename(d))
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            target = os.readlink(path)
+            self.entries.setdefault(path, ("link", st.st_mode, int(st.st_mtime), target))
+            return self._real_dir(os.path.normpath(os.path.join(parent, target)))
+        self.entries.setdefault(path, ("dir", st.st_mode, int(st.st_mtime)))
+        return path
+
+    def dir(self, path, mode=0o755):
+        self.entries.setdefault(path, ("dir", stat.S_IFDIR | mode, 0))
+
+    def data(self, path, content, mode=0o644):
+        self.entries[path] = ("data", stat.S_IFREG | mode, int(time.time()), content)
+
+    def node(self, path, mode, major, minor):
+        self.entries[path] = ("node", mode, 0, os.makedev(major, minor))
+
+    def elf_files(self):
+        """The host paths of the tree's executables and shared objects that are ELF files."""
+        for entry in self.entries.values():
+            if entry[0] == "file" and (entry[1] & 0o111 or ".so" in os.path.basename(entry[3])):
+                with open(entry[3], "rb") as f:
+                    if f.read(4) == b"\x7fELF":
+                        yield entry[3]
+
+    def add_shared_libraries(self):
+        """Add what the dynamic linker loads for every ELF file in the tree (ldd's answer),
+        and libgcc_s, which glibc dlopens for pthread_exit and thread cancellation."""
+        files = sorted(self.elf_files())
+        out = subprocess.run(["ldd", *files], capture_output=True, text=True).stdout if files else ""
+        libs = set(re.findall(r"^\s+(?:\S+ => )?(/\S+) \(0x", out, re.M))
+        libs.update(p for p in glob.glob("/lib/*-linux-gnu/libgcc_s.so.1")[:1])
+        for lib in sorted(libs):
+            self.add(lib)
+
+    def fingerprint(self):
+        """A hash of every entry: path, kind, mode, mtime, and a file's size and inode change time."""
+        h = hashlib.sha256()
+        for path in sorted(self.entries):
+            entry = self.entries[path]
+            h.update(repr(entry[:3]).encode() + path.encode() + b"\0")
+            if entry[0] == "file":
+                st = os.stat(entry[3])
+                h.update(f"{st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}".encode())
+            elif entry[0] in ("link", "data", "node"):
+                h.update(repr(entry[3]).encode())
+        return h.hexdigest()
+
+    def write_cpio(self, out, first_ino=1):
+        """Write the tree as a newc cpio archive (parents before children); return the
+        next free inode number, for an archive that follows this one."""
+        ino = first_ino
+        for path in sorted(self.entries):
+            kind, mode, mtime, *rest = self.entries[path]
+            data, rdev = b"", 0
+            if kind == "file":
+                with open(rest[0], "rb") as f:
+                    data = f.read()
+            elif kind == "data":
+                data = rest[0] if isinstance(rest[0], bytes) else rest[0].encode()
+            elif kind == "link":
+                data = rest[0].encode()
+            elif kind == "node":
+                rdev = rest[0]
+            _cpio_entry(out, path.lstrip("/"), ino, mode, mtime, data, rdev)
+            ino += 1
+        _cpio_entry(out, "TRAILER!!!", 0, 0, 0, b"", 0)
+        return ino
+
+
+def _cpio_entry(out, name, ino, mode, mtime, data, rdev):
+    name = name.encode() + b"\0"
+    fields = (ino, mode, 0, 0, 2 if stat.S_ISDIR(mode) else 1, mtime & 0xFFFFFFFF, len(data), 0, 0,
+              os.major(rdev), os.minor(rdev), len(name), 0)
+    header = b"070701" + b"".join(b"%08X" % f for f in fields)
+    out.write(header + name + b"\0" * (-(len(header) + len(name)) % 4))
+    out.write(data + b"\0" * (-len(data) % 4))
+
+
+# --- what the guest needs ---------------------------------------------------------------
+
+
+def default_python(project):
+    """The interpreter the guest runs pytest with: this one when it is a venv's (as when
+    the tests run), else the project's .venv."""
+    if sys.prefix != sys.base_prefix:
+        return os.path.join(sys.prefix, "bin", os.path.basename(sys.executable))
+    return os.path.join(project, ".venv", "bin", "python3")
+
+
+def runtime_binary():
+    """The ociruntime the tests run, found as tests/conftest.py finds it."""
+    return os.environ.get("OCIRUNTIME") or shutil.which("ociruntime") or "/usr/local/bin/ociruntime"
+
+
+def venv_of(path):
+    """The virtualenv directory ``path`` (a python or a script in its bin/) belongs to, or None."""
+    d = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    return d if os.path.isfile(os.path.join(d, "pyvenv.cfg")) else None
+
+
+def launcher_paths(binary):
+    """The absolute paths compiled into the static launcher (native/launcher.c: the venv's
+    python and the launcher script), those that exist here."""
+    with open(binary, "rb") as f:
+        blob = f.read()
+    found = {m.decode() for m in re.findall(rb"\0(/[\w./+-]+)\0", blob)}
+    return sorted(p for p in found if p.endswith(("/ociruntime-launcher", "/python3")) and os.path.isfile(p))
+
+
+def python_paths(python):
+    """The directories ``python`` imports from (standard library, lib-dynload, its venv's site-packages)."""
+    out = subprocess.run([python, "-I", "-c", "import sys; print('\\n'.join(sys.path))"], capture_output=True,
+                         text=True, check=True).stdout
+    return [p for p in out.splitlines() if p and os.path.isdir(p)]
+
+
+def base_tree(python, runtime):
+    """Everything but the project: interpreter, standard library, venvs, runtime, busybox, libraries."""
+    for path, what in ((python, "the tests' python"), (runtime, "the ociruntime launcher"), (BUSYBOX, "busybox")):
+        if not os.path.exists(path):
+            raise LaneError(f"{path} ({what}) is missing: run scripts/setup.sh")
+    tree = Tree()
+    tree.add(python)
+    venvs = {venv_of(python)}
+    tree.add(runtime)
+    for path in launcher_paths(runtime):
+        tree.add(path)
+        venvs.add(venv_of(path))
+    for venv in sorted(v for v in venvs if v):
+        tree.add(venv, walk=True, skip=lambda p, venv=venv: os.path.relpath(p, venv) in VENV_SKIP)
+    for d in python_paths(python):
+        if not any(d == v or d.startswith(v + "/") for v in venvs if v):
+            tree.add(d, walk=True, skip=_stdlib_skip)
+    tree.add(BUSYBOX)
+    tree.add_shared_libraries()
+    return tree
+
+
+def _stdlib_skip(path):
+    name = os.path.basename(path)
+    return name in STDLIB_SKIP or name.startswith("config-") and os.path.isdir(path)
+
+
+def project_tree(project, python, pytest_args):
+    """The project tree, the guest's init and the few files the guest makes no other way."""
+    tree = Tree()
+
+    def skip(path):
+        name = os.path.basename(path)
+        return name in PROJECT_SKIP or name.endswith(".egg-info")
+
+    tree.add(project, walk=True, skip=skip)
+    for d in ("/proc", "/sys", "/dev", "/run", "/root", "/etc", "/v2lane"):
+        tree.dir(d)
+    tree.dir("/tmp", 0o1777)
+    tree.node("/dev/console", stat.S_IFCHR | 0o600, 5, 1)  # the init's stdio, before devtmpfs is mounted
+    tree.data("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
+    tree.data("/etc/group", "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n")
+    tree.data("/init", guest_init(project, python, pytest_args), 0o755)
+    return tree
+
+
+def pytest_command(project, python, pytest_args):
+    return [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cgroup_v2",
+            *(pytest_args or [os.path.join(project, "tests")])]
+
+
+def warm_bytecode(project, python, pytest_args):
+    """Collect the guest's tests here once, so that the project's __pycache__ holds the
+    bytecode of the test modules (assertions rewritten by pytest) and of what they import:
+    compiling them in the guest took ~10 of its ~16 s of pytest (TCG is slow at that).
+    Failures are the guest's to report, not this step's."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([*pytest_command(project, python, pytest_args), "--collect-only"], cwd=project, env=env,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+
+
+def guest_init(project, python, pytest_args):
+    command = pytest_command(project, python, pytest_args)
+    env = "".join(f"export {name}={shlex.quote(os.environ[name])}\n"
+                  for name in ("OCIRUNTIME", "OCIRUNTIME_LAUNCHER_SCRIPT") if os.environ.get(name))
+    path = ":".join(dict.fromkeys([os.path.dirname(runtime_binary()), "/usr/local/sbin", "/usr/local/bin",
+                                   "/usr/sbin", "/usr/bin", "/sbin", "/bin"]))
+    with open(os.path.join(HERE, "init.sh")) as f:
+        script = f.read()
+    for key, value in (("@PATH@", path), ("@ENV@", env.rstrip("\n")), ("@PROJECT@", shlex.quote(project)),
+                       ("@COMMAND@", shlex.join(command))):
+        script = script.replace(key, value)
+    return script
+
+
+def build(project, python=None, pytest_args=(), cache_dir=None, log=None):
+    """Write the guest's initramfs; return (its path, {step: seconds})."""
+    log = log or (lambda msg: None)
+    project = os.path.abspath(project)
+    python = python or default_python(project)
+    cache_dir = cache_dir or os.path.join(project, "build", "v2-lane")
+    os.makedirs(cache_dir, exist_ok=True)
+    times = {}
+    t0 = time.monotonic()
+    base = base_tree(python, runtime_binary())
+    with open(__file__, "rb") as f:
+        key = hashlib.sha256(f.read() + base.fingerprint().encode()).hexdigest()[:16]
+    times["scan"] = time.monotonic() - t0
+    base_path = os.path.join(cache_dir, f"base-{key}.cpio")
+    t0 = time.monotonic()
+    if os.path.exists(base_path):
+        log(f"v2-lane: base archive cached: {base_path}")
+    else:
+        for old in glob.glob(os.path.join(cache_dir, "base-*.cpio")):
+            os.unlink(old)
+        with open(base_path + ".tmp", "wb") as out:
+            base.write_cpio(out)
+        os.rename(base_path + ".tmp", base_path)
+        log(f"v2-lane: base archive built: {base_path} ({os.path.getsize(base_path) >> 20} MiB, "
+            f"{len(base.entries)} entries)")
+    times["base"] = time.monotonic() - t0
+    t0 = time.monotonic()
+    warm_bytecode(project, python, pytest_args)
+    times["bytecode"] = time.monotonic() - t0
+    t0 = time.monotonic()
+    initrd = os.path.join(cache_dir, "initrd.cpio")
+    with open(initrd + ".tmp", "wb") as out:
+        with open(base_path, "rb") as f:
+            shutil.copyfileobj(f, out, 1 << 20)
+        project_tree(project, python, pytest_args).write_cpio(out, first_ino=len(base.entries) + 1)
+    os.rename(initrd + ".tmp", initrd)
+    times["project"] = time.monotonic() - t0
+    log(f"v2-lane: initramfs {initrd} ({os.path.getsize(initrd) >> 20} MiB) in {sum(times.values()):.2f}s: "
+        + ", ".join(f"{step} {seconds:.2f}s" for step, seconds in times.items()))
+    return initrd, times
+
+
+# --- the guest --------------------------------------------------------------------------
+
+
+def find_kernel():
+    kernel = os.environ.get("V2LANE_KERNEL")
+    if kernel:
+        if not os.path.isfile(kernel):
+            raise LaneError(f"V2LANE_KERNEL={kernel} is not a file")
+        return kernel
+    found = sorted(glob.glob(KERNEL_GLOB), key=lambda p: [int(n) if n.isdigit() else n for n in re.split(r"(\d+)", p)])
+    if not found:
+        raise LaneError(f"no kernel {KERNEL_GLOB}: apt-get install {PACKAGES} (scripts/setup.sh does)")
+    return found[-1]
+
+
+def find_qemu():
+    qemu = shutil.which(QEMU)
+    if not qemu:
+        raise LaneError(f"{QEMU} is missing: apt-get install {PACKAGES} (scripts/setup.sh does)")
+    return qemu
+
+
+class Boot:
+    """One finished guest: its console lines, pytest's exit code (None: no marker) and timings."""
+
+    def __init__(self, lines, exit_code, timed_out, booted, elapsed):
+        self.lines, self.exit_code, self.timed_out = lines, exit_code, timed_out
+        self.booted, self.elapsed = booted, elapsed  # seconds to the init's first line, to qemu's exit
+
+    @property
+    def output(self):
+        return "\n".join(self.lines)
+
+    def pytest_output(self):
+        """The console between the init's first line and its marker: pytest's own output."""
+        start = next((i + 1 for i, line in enumerate(self.lines) if line.startswith("V2LANE-BOOTED")), 0)
+        end = next((i for i, line in enumerate(self.lines) if line.startswith("V2LANE-DONE")), len(self.lines))
+        return "\n".join(self.lines[start:end])
+
+    def summary(self):
+        """pytest's last line, e.g. "3 passed, 1 deselected in 12.34s" (without the ='s)."""
+        for line in reversed(self.lines):
+            if re.search(r"\d+ (passed|failed|errors?|skipped|deselected)\b|no tests ran", line):
+                return line.strip("= ")
+        return None
+
+    def count(self, outcome):
+        m = re.search(rf"(\d+) {outcome}\b", self.summary() or "")
+        return int(m.group(1)) if m else 0
+
+
+def _die_with_parent():
+    """In qemu's child before the exec: be killed when we die, even by SIGKILL (PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+
+
+def boot(initrd, timeout=1800, memory=2048, cpus=2, echo=None, kernel=None):
+    """Boot the guest on ``initrd`` and wait for it to power off (killed after ``timeout``
+    seconds); ``echo(line)`` sees each console line as it comes."""
+    cmd = [find_qemu(), "-accel", "tcg", "-m", str(memory), "-smp", str(cpus), "-nographic", "-nic", "none",
+           "-no-reboot", "-kernel", kernel or find_kernel(), "-initrd", initrd,
+           "-append", "console=ttyS0 panic=-1 quiet"]
+    lines, booted = [], [None]
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=_die_with_parent)
+
+    def pump():
+        for raw in proc.stdout:
+            line = ANSI.sub("", raw.decode(errors="replace")).rstrip("\r\n").replace("\r", "")
+            if booted[0] is None and line.startswith("V2LANE-BOOTED"):
+                booted[0] = time.monotonic() - start
+            lines.append(line)
+            if echo:
+                echo(line)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    finally:
+        if proc.poll() is None:  # timed out, or interrupted: never leave a qemu behind
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=10)
+    exit_code = next((int(line[len(EXIT_MARKER):]) for line in reversed(lines)
+                      if re.fullmatch(re.escape(EXIT_MARKER) + r"\d+", line)), None)
+    return Boot(lines, exit_code, timed_out, booted[0], time.monotonic() - start)
+
+
+def run(project, python=None, pytest_args=(), timeout=1800, echo=None, log=None):
+    """Build and boot; the Boot, with ``build_times`` and ``console_log`` (the console,
+    also written as it comes to console.log beside the initramfs: ``tail -f`` it)."""
+    initrd, times = build(project, python, pytest_args, log=log)
+    console_log = os.path.join(os.path.dirname(initrd), "console.log")
+    with open(console_log, "w") as f:
+
+        def write(line):
+            f.write(line + "\n")
+            f.flush()
+            if echo:
+                echo(line)
+
+        result = boot(initrd, timeout=timeout, echo=write)
+    result.build_times, result.console_log = times, console_log
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--project", default=os.path.dirname(os.path.dirname(HERE)),
+                        help="the project checkout to test (default: the one holding this file)")
+    parser.add_argument("--python", help="the guest's python (default: this venv's, else <project>/.venv's)")
+    parser.add_argument("--build-only", action="store_true", help="write the initramfs, print its path")
+    parser.add_argument("--timeout", type=float, default=1800, help="kill the guest after this many seconds")
+    parser.add_argument("pytest_args", nargs="*", help="instead of <project>/tests (after --)")
+    args = parser.parse_args(argv)
+    try:
+        if args.build_only:
+            print(build(args.project, args.python, args.pytest_args, log=print)[0])
+            return 0
+        result = run(args.project, args.python, args.pytest_args, timeout=args.timeout,
+                     echo=lambda line: print(line, flush=True), log=lambda msg: print(msg, flush=True))
+    except LaneError as e:
+        print(f"v2-lane: {e}", file=sys.stderr)
+        return 2
+    booted = f"{result.booted:.1f}s" if result.booted is not None else "never"
+    print(f"v2-lane: booted in {booted}, qemu ended after {result.elapsed:.1f}s"
+          + (f" (TIMED OUT after {args.timeout:.0f}s, killed)" if result.timed_out else ""))
+    return 1 if result.exit_code is None else result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,7 +11,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "vm"))
 import lane  # noqa: E402
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIMEOUT = 1800  # seconds for the guest, from power-on to power-off: software emulation is slow
+TIMEOUT = 600  # seconds for the guest, from power-on to power-off: software emulation is slow
 
 
 def test_cgroup_v2_tests_pass_in_the_v2_guest(capsys):

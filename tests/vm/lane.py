@@ -3,7 +3,8 @@
 qemu guest (software emulation) booted on Debian's cloud kernel from an initramfs that
 holds what the tests use, at the same absolute paths as here.
 
-Usage: lane.py [--project DIR] [--python PY] [--build-only] [--timeout S] [-- PYTEST_ARGS...]
+Usage: lane.py [--project DIR] [--python PY] [--build-only] [--timeout S] [--cpus N] [-- PYTEST_ARGS...]
+(tests/vm/README.md tells more.)
 
 The initramfs is two newc cpio archives, one after the other (the kernel unpacks both):
 
@@ -12,12 +13,13 @@ The initramfs is two newc cpio archives, one after the other (the kernel unpacks
   launcher, /bin/busybox and every shared library those need (from ldd). Built once
   and cached under <project>/build/v2-lane/, keyed by a hash of every file's path,
   size, mode and mtime (and this builder's source).
-- the project: the project tree (no .git, .venv, build or caches) and the guest init
-  (init.sh), rebuilt on every run: it is small.
+- the project: the project tree (no .git, .venv, build or tool caches; its __pycache__,
+  warmed by a ``pytest --collect-only`` here) and the guest init (init.sh), rebuilt on
+  every run: it is small.
 
 The guest runs ``<python> -m pytest -q -p no:cacheprovider -m cgroup_v2 <project>/tests``
-from the project directory and prints ``V2LANE-EXIT=<pytest's exit code>`` last.
-Without PYTEST_ARGS those are the arguments; with them, they replace ``<project>/tests``.
+from the project directory (PYTEST_ARGS, when given, instead of ``<project>/tests``) and
+prints ``V2LANE-EXIT=<pytest's exit code>`` last.
 """
 
 import argparse

@@ -3,7 +3,8 @@
 qemu guest (software emulation) booted on Debian's cloud kernel from an initramfs that
 holds what the tests use, at the same absolute paths as here.
 
-Usage: lane.py [--project DIR] [--python PY] [--build-only] [--timeout S] [-- PYTEST_ARGS...]
+Usage: lane.py [--project DIR] [--python PY] [--build-only] [--timeout S] [--cpus N] [-- PYTEST_ARGS...]
+(tests/vm/README.md tells more.)
 
 The initramfs is two newc cpio archives, one after the other (the kernel unpacks both):
 
@@ -12,15 +13,18 @@ The initramfs is two newc cpio archives, one after the other (the kernel unpacks
   launcher, /bin/busybox and every shared library those need (from ldd). Built once
   and cached under <project>/build/v2-lane/, keyed by a hash of every file's path,
   size, mode and mtime (and this builder's source).
-- the project: the project tree (no .git, .venv, build or caches) and the guest init
-  (init.sh), rebuilt on every run: it is small.
+- the project: the project tree (no .git, .venv, build or tool caches; its __pycache__,
+  warmed by a ``pytest --collect-only`` here) and the guest init (init.sh), rebuilt on
+  every run: it is small.
 
 The guest runs ``<python> -m pytest -q -p no:cacheprovider -m cgroup_v2 <project>/tests``
-from the project directory and prints ``V2LANE-EXIT=<pytest's exit code>`` last.
-Without PYTEST_ARGS those are the arguments; with them, they replace ``<project>/tests``.
+from the project directory (PYTEST_ARGS, when given, instead of ``<project>/tests``) and
+prints ``V2LANE-EXIT=<pytest's exit code>`` last.
 """
 
 import argparse
+import contextlib
+import fcntl
 import glob
 import hashlib
 import os
@@ -390,12 +394,22 @@ def _die_with_parent():
     ctypes.CDLL(None).prctl(1, signal.SIGKILL)
 
 
+# One host thread emulates both CPUs (thread=single): as fast here as a thread per CPU,
+# kinder to a shared CI host, and clear of cross-CPU races in multi-threaded TCG. Two
+# CPUs, so that tests can pin and limit to one of several.
+ACCEL = "tcg,thread=single"
+# quiet, but with the kernel's warnings (loglevel=5: a backtrace shows); a CPU stuck in
+# the kernel for 60 s (watchdog_thresh=30) panics, and so ends the guest, at once.
+KERNEL_ARGS = "console=ttyS0 panic=-1 quiet loglevel=5 softlockup_panic=1 watchdog_thresh=30"
+
+
 def boot(initrd, timeout=1800, memory=2048, cpus=2, echo=None, kernel=None):
     """Boot the guest on ``initrd`` and wait for it to power off (killed after ``timeout``
-    seconds); ``echo(line)`` sees each console line as it comes."""
-    cmd = [find_qemu(), "-accel", "tcg", "-m", str(memory), "-smp", str(cpus), "-nographic", "-nic", "none",
-           "-no-reboot", "-kernel", kernel or find_kernel(), "-initrd", initrd,
-           "-append", "console=ttyS0 panic=-1 quiet"]
+    seconds); ``echo(line)`` sees each console line as it comes. V2LANE_ACCEL overrides
+    qemu's -accel (e.g. ``tcg`` for a thread per CPU)."""
+    cmd = [find_qemu(), "-accel", os.environ.get("V2LANE_ACCEL") or ACCEL, "-m", str(memory), "-smp", str(cpus),
+           "-nographic", "-nic", "none", "-no-reboot", "-kernel", kernel or find_kernel(), "-initrd", initrd,
+           "-append", KERNEL_ARGS]
     lines, booted = [], [None]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -427,11 +441,18 @@ def boot(initrd, timeout=1800, memory=2048, cpus=2, echo=None, kernel=None):
     return Boot(lines, exit_code, timed_out, booted[0], time.monotonic() - start)
 
 
-def run(project, python=None, pytest_args=(), timeout=1800, echo=None, log=None):
+def run(project, python=None, pytest_args=(), timeout=1800, echo=None, log=None, cpus=2):
     """Build and boot; the Boot, with ``build_times`` and ``console_log`` (the console,
     also written as it comes to console.log beside the initramfs: ``tail -f`` it)."""
-    initrd, times = build(project, python, pytest_args, log=log)
-    console_log = os.path.join(os.path.dirname(initrd), "console.log")
+    with _locked(project, log):
+        initrd, times = build(project, python, pytest_args, log=log)
+        console_log = os.path.join(os.path.dirname(initrd), "console.log")
+        result = _boot_logged(initrd, console_log, timeout, echo, cpus)
+    result.build_times, result.console_log = times, console_log
+    return result
+
+
+def _boot_logged(initrd, console_log, timeout, echo, cpus):
     with open(console_log, "w") as f:
 
         def write(line):
@@ -440,9 +461,22 @@ def run(project, python=None, pytest_args=(), timeout=1800, echo=None, log=None)
             if echo:
                 echo(line)
 
-        result = boot(initrd, timeout=timeout, echo=write)
-    result.build_times, result.console_log = times, console_log
-    return result
+        return boot(initrd, timeout=timeout, echo=write, cpus=cpus)
+
+
+@contextlib.contextmanager
+def _locked(project, log):
+    """One lane at a time per project: they share the initramfs and console.log."""
+    lock_dir = os.path.join(os.path.abspath(project), "build")
+    os.makedirs(lock_dir, exist_ok=True)
+    with open(os.path.join(lock_dir, "v2-lane.lock"), "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if log:
+                log("v2-lane: another lane of this project is running: waiting for it")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 def main(argv=None):
@@ -453,13 +487,15 @@ def main(argv=None):
     parser.add_argument("--python", help="the guest's python (default: this venv's, else <project>/.venv's)")
     parser.add_argument("--build-only", action="store_true", help="write the initramfs, print its path")
     parser.add_argument("--timeout", type=float, default=1800, help="kill the guest after this many seconds")
+    parser.add_argument("--cpus", type=int, default=2, help="the guest's CPUs (default 2)")
     parser.add_argument("pytest_args", nargs="*", help="instead of <project>/tests (after --)")
     args = parser.parse_args(argv)
     try:
         if args.build_only:
-            print(build(args.project, args.python, args.pytest_args, log=print)[0])
+            with _locked(args.project, print):
+                print(build(args.project, args.python, args.pytest_args, log=print)[0])
             return 0
-        result = run(args.project, args.python, args.pytest_args, timeout=args.timeout,
+        result = run(args.project, args.python, args.pytest_args, timeout=args.timeout, cpus=args.cpus,
                      echo=lambda line: print(line, flush=True), log=lambda msg: print(msg, flush=True))
     except LaneError as e:
         print(f"v2-lane: {e}", file=sys.stderr)

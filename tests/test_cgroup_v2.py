@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import wait_status
+from conftest import create_and_start, wait_status
 
 pytestmark = [pytest.mark.root, pytest.mark.cgroup_v2]
 
@@ -20,9 +20,7 @@ def _own_cgroup():
 
 def test_container_runs_in_its_own_cgroup_which_delete_removes(runtime, make_bundle):
     bundle = make_bundle("sh", "-c", REPORT, root={"path": "rootfs", "readonly": False})
-    cid = runtime.new_id()
-    runtime("create", "--bundle", bundle.path, cid)
-    runtime("start", cid)
+    cid = create_and_start(runtime, bundle)
     deadline = time.monotonic() + 20
     while not (bundle.rootfs / "done").exists():
         assert time.monotonic() < deadline, "the container never wrote its report"

@@ -280,18 +280,14 @@ def test_kill_stopped_container(runtime, make_bundle):
 
 def test_start_running_container(runtime, make_bundle):
     bundle = make_bundle("sleep", "30")
-    cid = runtime.new_id()
-    runtime("create", "--bundle", bundle.path, cid)
-    runtime("start", cid)
+    cid = create_and_start(runtime, bundle)
     one_error(runtime("start", cid, check=False), cid, "running")
     runtime("delete", "--force", cid)
 
 
 def test_start_stopped_container(runtime, make_bundle):
     bundle = make_bundle("true")
-    cid = runtime.new_id()
-    runtime("create", "--bundle", bundle.path, cid)
-    runtime("start", cid)
+    cid = create_and_start(runtime, bundle)
     wait_status(runtime, cid, "stopped")
     one_error(runtime("start", cid, check=False), cid, "stopped")
     runtime("delete", cid)
@@ -312,9 +308,7 @@ def test_invalid_signal_name(runtime, make_bundle, sig):
 @pytest.mark.parametrize("all_processes", [False, True])
 def test_out_of_range_signal_number(runtime, make_bundle, all_processes):
     bundle = make_bundle("sleep", "30")
-    cid = runtime.new_id()
-    runtime("create", "--bundle", bundle.path, cid)
-    runtime("start", cid)
+    cid = create_and_start(runtime, bundle)
     args = ["kill", "--all", cid, "999"] if all_processes else ["kill", cid, "999"]
     try:
         one_error(runtime(*args, check=False), "999")

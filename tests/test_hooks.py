@@ -6,6 +6,7 @@ import os
 import time
 
 import pytest
+from conftest import create_and_start
 
 pytestmark = pytest.mark.root
 
@@ -319,9 +320,7 @@ def test_failing_poststop_hook_only_warns(runtime, make_bundle, tmp_path):
     hb = HookBundle(make_bundle, tmp_path)
     hb.add("poststop", path=write_script(tmp_path / "fail.sh", "exit 6\n"))
     hb.add("poststop")  # still runs
-    cid = runtime.new_id()
-    runtime("create", "--bundle", hb.bundle.path, cid)
-    runtime("start", cid)
+    cid = create_and_start(runtime, hb.bundle)
     wait_stopped(runtime, cid)
     proc = runtime("delete", cid, check=False)
     assert proc.returncode == 0, proc.stderr
@@ -334,9 +333,7 @@ def test_failing_poststop_hook_only_warns(runtime, make_bundle, tmp_path):
 def test_delete_force_runs_poststop(runtime, make_bundle, tmp_path):
     hb = HookBundle(make_bundle, tmp_path, "sleep", "30")
     hb.add("poststop")
-    cid = runtime.new_id()
-    runtime("create", "--bundle", hb.bundle.path, cid)
-    runtime("start", cid)
+    cid = create_and_start(runtime, hb.bundle)
     runtime("delete", "--force", cid)
     (entry,) = hb.entries()
     assert entry[0] == "poststop" and entry[1]["id"] == cid and entry[1]["status"] == "stopped"

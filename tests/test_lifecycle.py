@@ -4,7 +4,7 @@ import os
 import time
 
 import pytest
-from conftest import wait_status
+from conftest import create_and_start, wait_status
 
 pytestmark = pytest.mark.root
 
@@ -64,9 +64,7 @@ def test_create_start_state_delete(runtime, make_bundle, tmp_path):
 
 def test_start_twice_fails(runtime, make_bundle):
     bundle = make_bundle("sleep", "30")
-    cid = runtime.new_id()
-    runtime("create", "--bundle", bundle.path, cid)
-    runtime("start", cid)
+    cid = create_and_start(runtime, bundle)
     proc = runtime("start", cid, check=False)
     assert proc.returncode != 0 and "not created" in proc.stderr
     runtime("delete", "--force", cid)
@@ -75,9 +73,7 @@ def test_start_twice_fails(runtime, make_bundle):
 @pytest.mark.parametrize("sig", ["TERM", "SIGTERM", "15", "sigterm"])
 def test_kill_signal_spellings(runtime, make_bundle, sig):
     bundle = make_bundle("sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.05; done")
-    cid = runtime.new_id()
-    runtime("create", "--bundle", bundle.path, cid)
-    runtime("start", cid)
+    cid = create_and_start(runtime, bundle)
     wait_status(runtime, cid, "running")
     time.sleep(0.1)  # let the shell install its trap
     runtime("kill", cid, sig)
@@ -87,9 +83,7 @@ def test_kill_signal_spellings(runtime, make_bundle, sig):
 
 def test_kill_default_is_term_and_all_reaches_every_process(runtime, make_bundle):
     bundle = make_bundle("sh", "-c", "sleep 100 & sleep 100 & wait")
-    cid = runtime.new_id()
-    runtime("create", "--bundle", bundle.path, cid)
-    runtime("start", cid)
+    cid = create_and_start(runtime, bundle)
     wait_status(runtime, cid, "running")
     runtime("kill", "--all", cid, "KILL")
     wait_status(runtime, cid, "stopped")
@@ -98,9 +92,7 @@ def test_kill_default_is_term_and_all_reaches_every_process(runtime, make_bundle
 
 def test_delete_force_kills_running_container(runtime, make_bundle):
     bundle = make_bundle("sleep", "100")
-    cid = runtime.new_id()
-    runtime("create", "--bundle", bundle.path, cid)
-    runtime("start", cid)
+    cid = create_and_start(runtime, bundle)
     pid = runtime.state(cid)["pid"]
     runtime("delete", "--force", cid)
     assert not os.path.exists(f"/proc/{pid}/cmdline") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
@@ -170,9 +162,7 @@ def test_concurrent_deletes_are_serialized(runtime, make_bundle):
     from conftest import RUNTIME
 
     bundle = make_bundle("sleep", "100")
-    cid = runtime.new_id()
-    runtime("create", "--bundle", bundle.path, cid)
-    runtime("start", cid)
+    cid = create_and_start(runtime, bundle)
     procs = [subprocess.Popen([RUNTIME, "--root", runtime.root, "delete", "--force", cid],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = sorted((p.wait(timeout=20), p.stderr.read()) for p in procs)

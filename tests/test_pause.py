@@ -5,7 +5,7 @@ a paused container can still be killed and deleted with nothing left behind."""
 import time
 
 import pytest
-from conftest import wait_status
+from conftest import create_and_start, wait_status
 
 pytestmark = pytest.mark.root
 
@@ -19,9 +19,7 @@ def _count(bundle):
 
 def _running_counter(runtime, make_bundle):
     bundle = make_bundle("sh", "-c", COUNTER, root={"path": "rootfs", "readonly": False})
-    cid = runtime.new_id()
-    runtime("create", "--bundle", bundle.path, cid)
-    runtime("start", cid)
+    cid = create_and_start(runtime, bundle)
     deadline = time.monotonic() + 5
     while not (bundle.rootfs / "count").exists() or _count(bundle) < 3:
         assert time.monotonic() < deadline

@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import pytest
+from conftest import RUNTIME, create_and_start, wait_status
 
 from ociruntime.commands.events import parse_duration
 from ociruntime.commands.update import from_flags, merge, ram_in_bytes
@@ -146,8 +147,6 @@ def test_events_streams_stats_and_reports_an_oom(runtime, make_bundle):
     bundle.write()
     cid = runtime.new_id()
     runtime("run", "--detach", "--bundle", bundle.path, cid)
-    from conftest import RUNTIME
-
     events = subprocess.Popen([RUNTIME, "--root", runtime.root, "events", "--interval", "300ms", cid],
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -165,8 +164,6 @@ def test_events_streams_stats_and_reports_an_oom(runtime, make_bundle):
 
 
 def test_events_of_a_stopped_container_is_an_error(runtime, make_bundle):
-    from conftest import create_and_start, wait_status
-
     cid = create_and_start(runtime, make_bundle("true"))
     wait_status(runtime, cid, "stopped")
     proc = runtime("events", "--stats", cid, check=False)

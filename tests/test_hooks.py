@@ -284,18 +284,25 @@ def test_hook_killed_by_signal_fails_create(runtime, make_bundle, tmp_path):
     assert "hooks.prestart[0]" in line and "signal 9" in line
 
 
+def _start_fails_at(runtime, hb, label):
+    """create, then a start that fails with one error line naming ``label``; the
+    container ends up stopped. Returns its id."""
+    cid = runtime.new_id()
+    runtime("create", "--bundle", hb.bundle.path, cid)
+    proc = runtime("start", cid, check=False)
+    assert proc.returncode != 0
+    assert label in one_error_line(proc.stderr)
+    wait_stopped(runtime, cid)
+    return cid
+
+
 def test_failing_start_container_hook_fails_start(runtime, make_bundle, tmp_path):
     hb = HookBundle(make_bundle, tmp_path, "sh", "-c", "echo program >> /hooklog/log")
     write_script(hb.bundle.rootfs / "hooks/fail.sh", "exit 4\n")
     hb.add("startContainer", path="/hooks/fail.sh")
     hb.add("poststart")
     hb.add("poststop")
-    cid = runtime.new_id()
-    runtime("create", "--bundle", hb.bundle.path, cid)
-    proc = runtime("start", cid, check=False)
-    assert proc.returncode != 0
-    assert "hooks.startContainer[0]" in one_error_line(proc.stderr)
-    wait_stopped(runtime, cid)
+    cid = _start_fails_at(runtime, hb, "hooks.startContainer[0]")
     assert "program" not in hb.kinds() and "poststart" not in hb.kinds()
     runtime("delete", cid)
     assert hb.kinds() == ["poststop"]
@@ -306,12 +313,7 @@ def test_failing_poststart_hook_stops_the_container(runtime, make_bundle, tmp_pa
     hb = HookBundle(make_bundle, tmp_path, "sleep", "30")
     hb.add("poststart", path=write_script(tmp_path / "fail.sh", "exit 5\n"))
     hb.add("poststop")
-    cid = runtime.new_id()
-    runtime("create", "--bundle", hb.bundle.path, cid)
-    proc = runtime("start", cid, check=False)
-    assert proc.returncode != 0
-    assert "hooks.poststart[0]" in one_error_line(proc.stderr)
-    wait_stopped(runtime, cid)
+    cid = _start_fails_at(runtime, hb, "hooks.poststart[0]")
     runtime("delete", cid)
     assert hb.kinds() == ["poststop"]
 

@@ -38,6 +38,12 @@ def hierarchies():
     return found
 
 
+def pure_v2(hierarchy_map):
+    """Whether a {controller-key: ...} map of hierarchies (the host's, or a container's
+    paths) is the unified hierarchy alone: a pure cgroup v2 host."""
+    return set(hierarchy_map) == {UNIFIED}
+
+
 def own_cgroups():
     """{controller-key: path} of this process (from /proc/self/cgroup)."""
     if "own" in _cache:
@@ -177,7 +183,7 @@ def controller_versions():
     for key in mounts:
         if key != UNIFIED:
             versions.update(dict.fromkeys(key.split(","), "v1"))
-    return versions, set(mounts) == {UNIFIED}
+    return versions, pure_v2(mounts)
 
 
 def make(paths, created, device_rules, writes):
@@ -222,8 +228,9 @@ def _enable_controllers(path, wanted):
     container's parent, so the container's directory has their files. On a pure v2
     host every controller offered (runc does the same: stats need them); on a hybrid
     host only those the resources use there."""
-    mountpoint = hierarchies()[UNIFIED]
-    if set(hierarchies()) == {UNIFIED}:
+    mounts = hierarchies()
+    mountpoint = mounts[UNIFIED]
+    if pure_v2(mounts):
         with open(f"{mountpoint}/cgroup.controllers") as f:
             wanted = set(f.read().split())
     wanted.discard("cgroup")

@@ -274,9 +274,9 @@ def _mount_steps(m, label, bundle, cgroupns, cgroup_paths):
 def _cgroup_mount_steps(label, dst, flags, propagation, cgroupns, cgroup_paths):
     """A cgroup mount shows the container's own cgroups: on cgroup2 one mount; on v1 a
     tmpfs with one mount per hierarchy, bound from the host unless there is a cgroup ns."""
-    from .cgroups import UNIFIED
+    from .cgroups import UNIFIED, pure_v2
 
-    if set(cgroup_paths) == {UNIFIED}:
+    if pure_v2(cgroup_paths):
         if cgroupns:
             return [step("mount", label, dst=dst, src="cgroup", fstype="cgroup2", flags=flags,
                          propagation=propagation)]

@@ -4,7 +4,7 @@ pids, blkio, hugetlb. A controller the container has no cgroup for is left out."
 
 import posix
 
-from .cgroups import UNIFIED, controller_path
+from .cgroups import UNIFIED, controller_path, pure_v2
 
 _MAX = 2**64 - 1  # what runc reports for "max" (no limit) on cgroup v2
 _CLK_TCK = posix.sysconf("SC_CLK_TCK")
@@ -71,14 +71,15 @@ def hugepage_sizes():
 def collect(paths):
     """runc's types.Stats for the container whose cgroups are ``paths``."""
     unified = paths.get(UNIFIED)
-    pure_v2 = set(paths) == {UNIFIED}
+    only_v2 = pure_v2(paths)
+    hugetlb_v1 = controller_path(paths, "hugetlb")  # else on cgroup2, also on a hybrid host
 
     def where(v1_name):
         """(directory, is_v2) holding a controller's files, or (None, False)."""
         found = controller_path(paths, v1_name)
         if found:
             return found, False
-        return (unified, True) if pure_v2 else (None, False)
+        return (unified, True) if only_v2 else (None, False)
 
     return {
         "cpu": _cpu(*where("cpuacct"), where("cpu")[0]),
@@ -86,8 +87,7 @@ def collect(paths):
         "memory": _memory(*where("memory")),
         "pids": _pids(where("pids")[0]),
         "blkio": _blkio(*where("blkio")),
-        "hugetlb": _hugetlb(unified if pure_v2 else controller_path(paths, "hugetlb") or unified,
-                            pure_v2 or not controller_path(paths, "hugetlb")),
+        "hugetlb": _hugetlb(hugetlb_v1 or unified, not hugetlb_v1),
         "intel_rdt": {},
         "network_interfaces": None,
     }

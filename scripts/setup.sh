@@ -1,7 +1,8 @@
 #!/bin/bash
 # Set up a fresh Debian machine for ociruntime: system packages, a virtualenv in
 # .venv built from Debian's python3 (faster to start than others here), the package
-# with its C helper, and the fast launcher /usr/local/bin/ociruntime.
+# with its C helper, and the fast launcher /usr/local/bin/ociruntime (OCIRUNTIME_BIN
+# puts it elsewhere: a second checkout can then have its own without touching this one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,7 +40,8 @@ LAUNCHER
 chmod 755 "$script"
 value_options=$(.venv/bin/python3 -I -c 'from ociruntime.main import GLOBAL
 print(",".join(f"\"{name}\"" for name, (_, takes_value, _) in GLOBAL.items() if takes_value))')
-gcc -O2 -Wall -Wextra -static -o /usr/local/bin/ociruntime native/launcher.c \
+bin=${OCIRUNTIME_BIN:-/usr/local/bin/ociruntime}
+gcc -O2 -Wall -Wextra -static -o "$bin" native/launcher.c \
     -DOCI_PYTHON="\"$PWD/.venv/bin/python3\"" -DOCI_SCRIPT="\"$script\"" -DOCI_VALUE_OPTIONS="$value_options"
-version=$(/usr/local/bin/ociruntime --version)
-echo "setup: ${version%%$'\n'*} at /usr/local/bin/ociruntime"
+version=$("$bin" --version)
+echo "setup: ${version%%$'\n'*} at $bin"

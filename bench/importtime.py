@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Where the hot verbs of ociruntime spend their import time.
 
-Usage (as root):  python3 bench/importtime.py [--repeat N] [--top K] [--runtime SCRIPT]
+Usage (as root):  python3 bench/importtime.py [--repeat N] [--top K] [--runtime COMMAND]
 
 Runs `create`, `state`, `start`, `kill`, `delete` and `run` of a busybox
-container N times each with `-X importtime`, using the interpreter and flags of
-the launcher's shebang (e.g. `/work/main/.venv/bin/python3 -IS -X importtime
-/usr/local/bin/ociruntime --root R state ID`), and prints per verb the median
+container N times each through the installed command with OCIRUNTIME_IMPORTTIME=1,
+for which the launcher adds `-X importtime` (e.g. `/work/main/.venv/bin/python3 -I -S
+-X importtime .venv/bin/ociruntime-launcher --root R state ID`), and prints per verb the median
 total import time, the top-level imports by median cumulative time, and the
 modules with the largest median self time. Standard library only.
 """
@@ -25,14 +25,6 @@ BUNDLE_MAKER = os.path.join(HERE, "..", "examples", "busybox_bundle.py")
 LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 
 
-def shebang(path):
-    with open(path, "rb") as f:
-        line = f.readline().decode()
-    if not line.startswith("#!"):
-        raise SystemExit(f"{path} is not a script")
-    return line[2:].split()
-
-
 def parse(text):
     """importtime stderr -> list of (module, depth, self_us, cumulative_us)."""
     rows = []
@@ -45,7 +37,7 @@ def parse(text):
 
 class Runner:
     def __init__(self, runtime, tmp):
-        self.cmd = shebang(runtime) + ["-X", "importtime", runtime, "--root", os.path.join(tmp, "root")]
+        self.cmd = [runtime, "--root", os.path.join(tmp, "root")]
         self.tmp = tmp
         self.samples = {}  # verb -> [rows...]
         self.live = set()
@@ -53,7 +45,8 @@ class Runner:
     def verb(self, name, *args, check=True):
         err = os.path.join(self.tmp, "stderr")
         with open(os.devnull, "rb") as null_in, open(os.devnull, "wb") as null_out, open(err, "wb") as ferr:
-            rc = subprocess.call(self.cmd + [name, *args], stdin=null_in, stdout=null_out, stderr=ferr)
+            rc = subprocess.call(self.cmd + [name, *args], stdin=null_in, stdout=null_out, stderr=ferr,
+                                 env={**os.environ, "OCIRUNTIME_IMPORTTIME": "1"})
         with open(err) as f:
             text = f.read()
         if check and rc:
@@ -93,9 +86,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeat", type=int, default=7)
     p.add_argument("--top", type=int, default=12)
-    p.add_argument("--runtime", default=os.path.join(HERE, "..", ".venv", "bin", "ociruntime-launcher"),
-                   help="a launcher *script* (default: the one scripts/setup.sh writes, which the installed "
-                        "C launcher runs)")
+    p.add_argument("--runtime", default="ociruntime",
+                   help="the installed command (native/launcher.c, which scripts/setup.sh builds)")
     args = p.parse_args()
     runtime = shutil.which(args.runtime) or args.runtime
     tmp = tempfile.mkdtemp(prefix="ociimport-")
@@ -114,7 +106,7 @@ def main():
             r.verb("delete", "--force", cid)
             r.live.discard(cid)
             r.verb("run", "--bundle", true_b, f"run{i}")
-        print(f"interpreter and flags: {' '.join(r.cmd[:-3])}")
+        print(f"command: {r.cmd[0]} (OCIRUNTIME_IMPORTTIME=1)")
         for verb in ("state", "create", "start", "kill", "delete", "run"):
             report(verb, r.samples[verb][1:], args.top)
     finally:

@@ -15,6 +15,13 @@
  * end>, closes that fd once the container joined its cgroups, and reaps it. Without
  * it (any failure here, or another entry point) Python primes on a thread instead.
  *
+ * For the commands that clone a container init (create, run), Python is exec'd from
+ * a handle nobody can write (native/exeseal.c): the init's /proc/<pid>/exe is then
+ * never the host's interpreter. Where that is impossible the command fails here.
+ *
+ * OCIRUNTIME_IMPORTTIME in the environment adds `-X importtime` (Python's own
+ * PYTHON* variables are ignored under -I).
+ *
  * Built by setup.sh with -DOCI_PYTHON, -DOCI_SCRIPT and -DOCI_VALUE_OPTIONS (the
  * global options that take a value, from ociruntime.main.GLOBAL).
  */
@@ -25,7 +32,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include "exeseal.h"
+
+/* overlayfs's second, empty layer under the interpreter's directory (exeseal.c) */
+#define EXESEAL_EMPTY_DIR "/run/ociruntime-exeseal"
 
 static const char *const value_options[] = {OCI_VALUE_OPTIONS, NULL};
 
@@ -148,19 +161,35 @@ static void start_primer(void)
 int main(int argc, char **argv)
 {
     const char *command = command_of(argc, argv);
-    char **args = calloc(argc + 4, sizeof(char *));
+    char **args = calloc(argc + 6, sizeof(char *));
+    int clones = command && (strcmp(command, "create") == 0 || strcmp(command, "run") == 0);
 
     if (!args)
         return 1;
     unsetenv("OCIRUNTIME_PRIMER"); /* only ever ours */
-    if (command && (strcmp(command, "create") == 0 || strcmp(command, "run") == 0))
+    if (clones)
         start_primer();
-    args[0] = OCI_PYTHON;
-    args[1] = "-I";
-    args[2] = "-S";
-    args[3] = OCI_SCRIPT;
-    memcpy(args + 4, argv + 1, (argc - 1) * sizeof(char *));
-    execv(OCI_PYTHON, args);
+    int n = 0;
+    args[n++] = OCI_PYTHON;
+    args[n++] = "-I";
+    args[n++] = "-S";
+    if (getenv("OCIRUNTIME_IMPORTTIME")) { /* tests/test_pathnames.py, bench/importtime.py */
+        args[n++] = "-X";
+        args[n++] = "importtime";
+    }
+    args[n++] = OCI_SCRIPT;
+    memcpy(args + n, argv + 1, (argc - 1) * sizeof(char *));
+    if (clones) {
+        int exe = oci_sealed_exe(OCI_PYTHON, EXESEAL_EMPTY_DIR);
+        if (exe < 0) {
+            fprintf(stderr, "ociruntime: cannot make a read-only handle on %s to run from: %s\n", OCI_PYTHON,
+                    strerror(errno));
+            return 1;
+        }
+        syscall(SYS_execveat, exe, "", args, environ, AT_EMPTY_PATH);
+    } else {
+        execv(OCI_PYTHON, args);
+    }
     fprintf(stderr, "ociruntime: cannot run %s: %s (run scripts/setup.sh again)\n", OCI_PYTHON, strerror(errno));
     return 127;
 }

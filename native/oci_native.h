@@ -176,6 +176,11 @@ struct oci_plan {
  * primer): stage 1 is a fork(), which leaves the child's libc (malloc) consistent. */
 int oci_spawn(const struct oci_plan *plan);
 
+/* 1 if this process runs from a file nobody can write (native/exeseal.c: the
+ * launcher execs Python from a read-only overlayfs or a sealed memfd), else 0:
+ * an init cloned from it would show the host's interpreter at /proc/<pid>/exe. */
+int oci_exe_sealed(void);
+
 /* Lazily detach the mount at path (umount2 MNT_DETACH). Returns 0 or -errno. */
 int oci_detach_mount(const char *path);
 

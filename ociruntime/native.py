@@ -155,6 +155,11 @@ class Init:
     """The parent's handle on a container init being created."""
 
     def __init__(self, plan, console_fd=-1):
+        if not lib.oci_exe_sealed():
+            # The init would show the host's interpreter at /proc/<pid>/exe, writable
+            # from the container once nothing runs it (CVE-2019-5736).
+            raise OCIError("this Python runs from a writable file (/proc/self/exe): containers are created only "
+                           "through the ociruntime launcher, which runs it read-only (scripts/setup.sh installs it)")
         self.plan = plan
         self.pid = None
         self._stage1 = None

@@ -41,7 +41,7 @@ chmod 755 "$script"
 value_options=$(.venv/bin/python3 -I -c 'from ociruntime.main import GLOBAL
 print(",".join(f"\"{name}\"" for name, (_, takes_value, _) in GLOBAL.items() if takes_value))')
 bin=${OCIRUNTIME_BIN:-/usr/local/bin/ociruntime}
-gcc -O2 -Wall -Wextra -static -o "$bin" native/launcher.c \
+gcc -O2 -Wall -Wextra -static -o "$bin" native/launcher.c native/exeseal.c \
     -DOCI_PYTHON="\"$PWD/.venv/bin/python3\"" -DOCI_SCRIPT="\"$script\"" -DOCI_VALUE_OPTIONS="$value_options"
 version=$("$bin" --version)
 echo "setup: ${version%%$'\n'*} at $bin"

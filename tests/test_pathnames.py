@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 
 import pytest
-from conftest import LAUNCHER_SCRIPT
+from conftest import RUNTIME
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -70,13 +70,12 @@ def _umask():
 
 
 def _imported(*args):
-    """Modules the installed launcher script imports for one command (from -X importtime)."""
-    with open(LAUNCHER_SCRIPT) as f:
-        interpreter = f.readline()[2:].split()
+    """Modules the installed command imports for one command (-X importtime, which the
+    launcher adds for OCIRUNTIME_IMPORTTIME)."""
     # stderr into a file, not a pipe: a created container inherits it and would hold a pipe open.
     with tempfile.TemporaryFile("w+") as err:
-        code = subprocess.run([*interpreter, "-X", "importtime", LAUNCHER_SCRIPT, *args], stdout=subprocess.DEVNULL,
-                              stderr=err, stdin=subprocess.DEVNULL, timeout=60).returncode
+        code = subprocess.run([RUNTIME, *args], stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL,
+                              env={**os.environ, "OCIRUNTIME_IMPORTTIME": "1"}, timeout=60).returncode
         err.seek(0)
         lines = err.read().splitlines()
     return code, {line.rsplit("|", 1)[1].strip() for line in lines if line.startswith("import time:")}

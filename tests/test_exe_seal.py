@@ -1,0 +1,73 @@
+"""The CVE-2019-5736 class: a container must never get a writable handle on the
+runtime's own executable or interpreter through /proc/<pid>/exe.
+
+The init is cloned from the runtime's Python, so until it execs the container's
+program its exe is that interpreter; ``process.args[0] = "/proc/self/exe"`` (or a
+script "#!/proc/self/exe") makes the kernel run it *inside* the container. The
+launcher runs Python from a read-only overlayfs handle (native/exeseal.c), so what
+the container reaches there refuses writes with EROFS. A naive runtime hands over the
+host's /usr/bin/python3.11 itself: the open fails only with ETXTBSY, and only while
+some process still runs Python, after which the write succeeds.
+"""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import LAUNCHER_SCRIPT
+
+pytestmark = pytest.mark.root
+
+PROBE = """
+import os
+print("exe", os.readlink("/proc/self/exe"))
+try:
+    os.close(os.open("/proc/self/exe", os.O_WRONLY))
+    print("open-for-write ok")
+except OSError as e:
+    print("open-for-write", os.strerror(e.errno))
+"""
+
+
+def _host_python_libraries():
+    """What the host interpreter needs to start, at the paths it looks for them: its
+    loader, libc & co. (as ldd names them) and its standard library."""
+    out = subprocess.run(["ldd", os.path.realpath(sys.executable)], capture_output=True, text=True, check=True).stdout
+    return sorted({p for p in out.split() if p.startswith("/")} | {os.path.dirname(os.__file__)})
+
+
+def _digest(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def test_the_inits_exe_cannot_be_written_from_the_container(runtime, make_bundle):
+    interpreter = os.path.realpath(sys.executable)
+    before = _digest(interpreter)
+    bundle = make_bundle("/proc/self/exe", "-I", "-S", "-c", PROBE)
+    for path in _host_python_libraries():  # read-only, so the probe can only reach the exe
+        bundle.config["mounts"].append({"destination": path, "type": "bind", "source": os.path.realpath(path),
+                                        "options": ["rbind", "ro", "nosuid", "nodev"]})
+    bundle.write()
+    code, out, err = runtime.run_output(bundle)
+    assert code == 0, err
+    assert "open-for-write Read-only file system" in out, out  # a naive runtime: "Text file busy"
+    exe = out.split("exe ", 1)[1].split()[0]
+    assert exe != interpreter, out
+    assert _digest(interpreter) == before
+
+
+def test_python_not_run_read_only_creates_no_container(runtime, make_bundle):
+    """Python started from its writable file (not through the launcher) refuses to clone
+    an init, and leaves nothing behind (the runtime fixture checks)."""
+    with open(LAUNCHER_SCRIPT) as f:
+        interpreter = f.readline()[2:].split()
+    cid = runtime.new_id()
+    proc = subprocess.run([*interpreter, LAUNCHER_SCRIPT, "--root", runtime.root, "create", "--bundle",
+                           make_bundle("true").path, cid], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1
+    assert "runs from a writable file (/proc/self/exe)" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

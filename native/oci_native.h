@@ -71,8 +71,9 @@ struct oci_rlimit {
     unsigned long long soft, hard;
 };
 
-/* A seccomp filter for libseccomp; actions and operators are libseccomp's own
- * ABI values (SCMP_ACT_*, SCMP_CMP_*), computed by Python. */
+/* A seccomp filter: libseccomp compiles it to BPF (actions and operators are its
+ * ABI values, SCMP_ACT_*, SCMP_CMP_*, computed by Python) and the init loads that
+ * with seccomp(2) and `flags` itself. */
 struct oci_seccomp_arg {
     unsigned int index;
     int op;
@@ -91,7 +92,8 @@ struct oci_seccomp {
     unsigned int default_action;
     int narchs;
     const char *const *archs;   /* libseccomp arch names: "x86_64", "x86", "x32" */
-    int tsync, log, spec_allow; /* filter flags */
+    unsigned int flags;         /* SECCOMP_FILTER_FLAG_* bits, NEW_LISTENER included when notify */
+    int notify;                 /* SCMP_ACT_NOTIFY rules: loaded before 'R', listener fd sent as 'N' */
     int nrules;
     const struct oci_seccomp_rule *rules;
 };
@@ -111,8 +113,10 @@ struct oci_process {
     int no_new_privs;
     int oom_score_adj;
     int set_oom_score_adj;
-    struct oci_seccomp seccomp; /* loaded last before exec, or before dropping privileges
-                                   when no_new_privs is off (it needs CAP_SYS_ADMIN then) */
+    struct oci_seccomp seccomp; /* loaded last before exec; with notify before 'R' (the listener fd
+                                   goes to the parent, who hands it on while create still runs);
+                                   before dropping privileges when no_new_privs is off (it needs
+                                   CAP_SYS_ADMIN then) */
     int nhooks;                 /* startContainer hooks, run after start, before exec */
     const struct oci_hook *hooks;
 };
@@ -163,6 +167,8 @@ struct oci_plan {
  *                                        when there are prestart, createRuntime or createContainer
  *                                        hooks; without one the init runs straight on to 'R')
  *   parent -> child  'S' + state JSON    hooks done; the JSON is the state for container hooks
+ *   child -> parent  'N' + SCM_RIGHTS    the seccomp listener fd (only with seccomp.notify), sent
+ *                                        right after the filter is loaded
  *   child -> parent  'R'                 created: blocked on start_fd
  *   child -> parent  'E' + message       failed; the init exits 1
  * After 'R' the init waits for one byte on start_fd, runs the startContainer
@@ -180,6 +186,9 @@ int oci_spawn(const struct oci_plan *plan);
  * launcher execs Python from a read-only overlayfs or a sealed memfd), else 0:
  * an init cloned from it would show the host's interpreter at /proc/<pid>/exe. */
 int oci_exe_sealed(void);
+
+/* Whether seccomp(2) takes these SECCOMP_FILTER_FLAG_* bits on this kernel: 1 or 0. */
+int oci_seccomp_flags_supported(unsigned int flags);
 
 /* Lazily detach the mount at path (umount2 MNT_DETACH). Returns 0 or -errno. */
 int oci_detach_mount(const char *path);

@@ -1,8 +1,14 @@
-/* Build and load the process's seccomp filter with libseccomp. */
+/* Build the process's seccomp filter with libseccomp and load it with seccomp(2). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -36,7 +42,37 @@ static int repeated_index(const struct oci_seccomp_rule *r)
     return 0;
 }
 
-static scmp_filter_ctx prepared;
+static struct sock_fprog prepared;
+static unsigned int prepared_flags;
+
+int oci_seccomp_flags_supported(unsigned int flags)
+{
+    /* A known flag set gets EFAULT for the NULL program; an unknown one EINVAL. */
+    return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, NULL) < 0 && errno == EFAULT;
+}
+
+/* libseccomp's BPF for ctx, into `prepared` (seccomp_export_bpf writes to an fd). */
+static void export_program(scmp_filter_ctx ctx)
+{
+    int fd = memfd_create("seccomp-bpf", MFD_CLOEXEC), rc;
+    off_t len;
+
+    if (fd < 0)
+        oci_fail(1, "linux.seccomp: memfd_create");
+    rc = seccomp_export_bpf(ctx, fd);
+    if (rc < 0) {
+        errno = -rc;
+        oci_fail(1, "linux.seccomp: export the filter");
+    }
+    len = lseek(fd, 0, SEEK_END);
+    prepared.filter = malloc(len > 0 ? len : 1);
+    if (len <= 0 || len % sizeof(struct sock_filter) || len / sizeof(struct sock_filter) > BPF_MAXINSNS ||
+        !prepared.filter || pread(fd, prepared.filter, len, 0) != len)
+        oci_fail(0, "linux.seccomp: the filter has %lld bytes of BPF (at most %d instructions fit)", (long long)len,
+                 BPF_MAXINSNS);
+    prepared.len = len / sizeof(struct sock_filter);
+    close(fd);
+}
 
 void oci_prepare_seccomp(const struct oci_seccomp *s)
 {
@@ -45,12 +81,11 @@ void oci_prepare_seccomp(const struct oci_seccomp *s)
 
     if (!s->enabled)
         return;
+    if (!oci_seccomp_flags_supported(s->flags))
+        oci_fail(0, "linux.seccomp.flags: this kernel's seccomp doesn't take the flags 0x%x", s->flags);
     ctx = seccomp_init(s->default_action);
     if (!ctx)
         oci_fail(0, "linux.seccomp: seccomp_init failed");
-    /* libseccomp sets no_new_privs by default; that is process.noNewPrivileges' call. */
-    if (seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0) < 0)
-        oci_fail(0, "linux.seccomp: clear SCMP_FLTATR_CTL_NNP");
     for (i = 0; i < s->narchs; i++) {
         uint32_t arch = seccomp_arch_resolve_name(s->archs[i]);
         if (arch == 0)
@@ -61,12 +96,6 @@ void oci_prepare_seccomp(const struct oci_seccomp *s)
             oci_fail(1, "linux.seccomp.architectures[%d]: %s", i, s->archs[i]);
         }
     }
-    if (s->tsync && seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1) < 0)
-        oci_fail(0, "linux.seccomp.flags: SECCOMP_FILTER_FLAG_TSYNC is not supported");
-    if (s->log && seccomp_attr_set(ctx, SCMP_FLTATR_CTL_LOG, 1) < 0)
-        oci_fail(0, "linux.seccomp.flags: SECCOMP_FILTER_FLAG_LOG is not supported");
-    if (s->spec_allow && seccomp_attr_set(ctx, SCMP_FLTATR_CTL_SSB, 1) < 0)
-        oci_fail(0, "linux.seccomp.flags: SECCOMP_FILTER_FLAG_SPEC_ALLOW is not supported");
     for (i = 0; i < s->nrules; i++) {
         const struct oci_seccomp_rule *r = &s->rules[i];
         int nr = seccomp_syscall_resolve_name(r->name), j;
@@ -83,20 +112,21 @@ void oci_prepare_seccomp(const struct oci_seccomp *s)
             add_rule(ctx, r, nr, r->nargs, r->args);
         }
     }
-    prepared = ctx;
+    export_program(ctx);
+    seccomp_release(ctx);
+    prepared_flags = s->flags;
 }
 
-void oci_load_seccomp(void)
+int oci_load_seccomp(void)
 {
     int rc;
 
-    if (!prepared)
-        return;
-    rc = seccomp_load(prepared);
-    seccomp_release(prepared);
-    prepared = NULL;
-    if (rc < 0) {
-        errno = -rc;
+    if (!prepared.filter)
+        return -1;
+    rc = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, prepared_flags, &prepared);
+    if (rc < 0)
         oci_fail(1, "linux.seccomp: load the filter");
-    }
+    free(prepared.filter);
+    prepared.filter = NULL;
+    return (prepared_flags & SECCOMP_FILTER_FLAG_NEW_LISTENER) ? rc : -1;
 }

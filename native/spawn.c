@@ -52,6 +52,33 @@ static void tell(int fd, char type)
         _exit(1);
 }
 
+/* One message with one fd attached (SCM_RIGHTS). */
+static int send_with_fd(int sock, const void *buf, size_t len, int fd)
+{
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)};
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+    return sendmsg(sock, &msg, MSG_NOSIGNAL) < 0 ? -1 : 0;
+}
+
+/* Load the seccomp filter; with notify its listener fd goes to the parent as 'N'. */
+static void load_seccomp(const struct oci_plan *plan)
+{
+    int listener = oci_load_seccomp();
+
+    if (listener >= 0) {
+        if (send_with_fd(plan->sync_fd, "N", 1, listener) < 0)
+            _exit(1);
+        close(listener);
+    }
+}
+
 static void wait_parent(const struct oci_plan *plan, char type)
 {
     expect(plan->sync_fd, type);
@@ -120,7 +147,7 @@ static void finalize_process(const struct oci_plan *plan)
         oci_fail(1, "process.noNewPrivileges");
     oci_prepare_seccomp(&p->seccomp);
     if (!p->no_new_privs)
-        oci_load_seccomp(); /* needs CAP_SYS_ADMIN: before the caps go */
+        load_seccomp(plan); /* needs CAP_SYS_ADMIN: before the caps go */
     /* The preserved fds cross the exec; close_inherited() closed the rest but our
      * own, which are close-on-exec. */
     for (i = 3; i < 3 + plan->preserve_fds; i++) {
@@ -216,11 +243,8 @@ static void close_inherited(const struct oci_plan *plan)
 /* A pty made inside the container (its devpts), master sent to the console socket. */
 static void setup_console(const struct oci_plan *plan)
 {
-    char name[64], cbuf[CMSG_SPACE(sizeof(int))];
+    char name[64];
     int master, slave, n, unlock = 0;
-    struct iovec iov;
-    struct msghdr msg;
-    struct cmsghdr *cmsg;
 
     master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (master < 0)
@@ -238,19 +262,7 @@ static void setup_console(const struct oci_plan *plan)
     if (fchown(slave, plan->process.uid, plan->process.gid) < 0)
         oci_fail(1, "process.terminal: chown the pty to the process's user");
     snprintf(name, sizeof(name), "/dev/pts/%d", n);
-    iov.iov_base = name;
-    iov.iov_len = strlen(name);
-    memset(&msg, 0, sizeof(msg));
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf;
-    msg.msg_controllen = sizeof(cbuf);
-    cmsg = CMSG_FIRSTHDR(&msg);
-    cmsg->cmsg_level = SOL_SOCKET;
-    cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cmsg), &master, sizeof(int));
-    if (sendmsg(plan->console_fd, &msg, MSG_NOSIGNAL) < 0)
+    if (send_with_fd(plan->console_fd, name, strlen(name), master) < 0)
         oci_fail(1, "--console-socket: send the pty master");
     close(master);
     close(plan->console_fd);
@@ -296,6 +308,8 @@ static void run_init(const struct oci_plan *plan)
     umask(saved_umask);
     finalize_process(plan);
     path = find_program(p, program, sizeof(program));
+    if (p->no_new_privs && p->seccomp.notify)
+        load_seccomp(plan); /* its listener must reach the parent before create returns */
     tell(plan->sync_fd, 'R');
     oci_report_fd = -1;
     oci_error_fd = plan->err_wfd;
@@ -308,7 +322,7 @@ static void run_init(const struct oci_plan *plan)
             oci_fail(0, "hooks.startContainer[%d]: %s", i, err);
     }
     oci_reset_signals();
-    if (p->no_new_privs)
+    if (p->no_new_privs && !p->seccomp.notify)
         oci_load_seccomp(); /* as late as possible: only execve runs under it here */
     execve(path, (char *const *)p->argv, (char *const *)p->envp);
     oci_fail(1, "exec %s", path);

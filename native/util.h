@@ -33,8 +33,9 @@ void oci_reset_signals(void);
 void oci_run_steps(const struct oci_plan *plan, void (*hooks_point)(const struct oci_plan *),
                    void (*wait_parent)(const struct oci_plan *, char type));
 
-/* Build the seccomp filter (errors surface before "created"), then load it. */
+/* Build the seccomp filter (errors surface before "created"), then load it:
+ * oci_load_seccomp returns the listener fd with notify, else -1. */
 void oci_prepare_seccomp(const struct oci_seccomp *s);
-void oci_load_seccomp(void);
+int oci_load_seccomp(void);
 
 #endif

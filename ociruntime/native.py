@@ -87,9 +87,8 @@ def _fill_seccomp(k, c, s):
     c.default_action = s["default_action"]
     c.narchs = len(s["archs"])
     c.archs = k.strv(s["archs"])
-    c.tsync = int(s["flags"].get("tsync", False))
-    c.log = int(s["flags"].get("log", False))
-    c.spec_allow = int(s["flags"].get("spec_allow", False))
+    c.flags = s["flags"]
+    c.notify = int(s["listener"] is not None)
     rules = k.array("struct oci_seccomp_rule", len(s["rules"]))
     for i, r in enumerate(s["rules"]):
         rules[i].name = k.str(r["name"])
@@ -244,6 +243,16 @@ class Init:
             raise (HookError if error.startswith("hooks.") else OCIError)(error)
         return msg[1:]
 
+    def expect_fd(self, type_):
+        """The next message, which must be ``type_`` with one fd attached: returns the fd."""
+        try:
+            msg, fd = _recv_with_fd(self._sock)
+        except OSError:
+            msg, fd = b"", None
+        if msg[:1] != type_ or fd is None:
+            raise OCIError(self._error(msg))
+        return fd
+
     def write_id_maps(self):
         for name in ("uid_map", "gid_map"):
             with open(f"/proc/{self.pid}/{name}", "w") as f:
@@ -270,13 +279,21 @@ class Init:
         self.start_r = self.start_w = self.err_r = self.err_w = None
 
 
-def receive_pty_master(sock):
-    """The pty master the init sent over a console socket (SCM_RIGHTS), and its slave's name."""
-    msg, ancdata, _, _ = sock.recvmsg(4096, _socket.CMSG_SPACE(4))
+def _recv_with_fd(sock):
+    """One message and the fd sent with it (SCM_RIGHTS), or None."""
+    msg, ancdata, _, _ = sock.recvmsg(65536, _socket.CMSG_SPACE(4))
     for level, kind, data in ancdata:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-            return int.from_bytes(data[:4], "little"), msg.decode()
-    raise OCIError("console socket: no pty master received")
+            return msg, int.from_bytes(data[:4], "little")
+    return msg, None
+
+
+def receive_pty_master(sock):
+    """The pty master the init sent over a console socket (SCM_RIGHTS), and its slave's name."""
+    msg, fd = _recv_with_fd(sock)
+    if fd is None:
+        raise OCIError("console socket: no pty master received")
+    return fd, msg.decode()
 
 
 def run_hook(hook, state_json):

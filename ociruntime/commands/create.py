@@ -84,6 +84,9 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
             hooks.run(hooks.entries(config, "prestart"), hook_state, fatal=True)
             hooks.run(hooks.entries(config, "createRuntime"), hook_state, fatal=True)
             init.send(b"S", fastjson.dumps(hook_state).encode())
+        listener = (plan["process"]["seccomp"] or {}).get("listener")
+        if listener:
+            _hand_over_listener(listener, init.expect_fd(b"N"), state.spec_state(data, "creating"))
         init.expect(b"R")
         container.save()
         if pid_file:
@@ -115,6 +118,25 @@ def _connect(path):
         sock.close()
         raise OCIError(f"--console-socket {path}: {e.strerror}") from None
     return sock
+
+
+def _hand_over_listener(listener, fd, container_state):
+    """Send the seccomp listener fd and the container process state to listenerPath:
+    one connection, one state, then closed (runtime-spec config-linux.md)."""
+    import _socket
+
+    process_state = {"ociVersion": SPEC_VERSION, "fds": ["seccompFd"], "pid": container_state["pid"],
+                     "metadata": listener["metadata"], "state": container_state}
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.connect(listener["path"])
+        sock.sendmsg([fastjson.dumps(process_state).encode()],
+                     [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd.to_bytes(4, "little"))])
+    except OSError as e:
+        raise OCIError(f"linux.seccomp.listenerPath: {listener['path']}: {e.strerror}") from None
+    finally:
+        sock.close()
+        posix.close(fd)
 
 
 def _undo(container, init, created_cgroups):

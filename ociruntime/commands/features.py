@@ -26,7 +26,7 @@ def features():
                 "operators": sorted(seccomp.OPERATORS),
                 "archs": ["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32"],
                 "knownFlags": sorted(seccomp.FLAGS),
-                "supportedFlags": sorted(seccomp.FLAGS),
+                "supportedFlags": _supported_seccomp_flags(),
             },
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
@@ -34,6 +34,15 @@ def features():
             "mountExtensions": {"idmap": {"enabled": False}},
         },
     }
+
+
+def _supported_seccomp_flags():
+    """The flags this kernel's seccomp(2) takes (WAIT_KILLABLE_RECV only with a listener)."""
+    from .._native import lib
+
+    return sorted(name for name, bit in seccomp.FLAGS.items()
+                  if lib.oci_seccomp_flags_supported(bit | (seccomp.NEW_LISTENER if bit == seccomp.WAIT_KILLABLE_RECV
+                                                            else 0)))
 
 
 def main():

@@ -1,13 +1,27 @@
-"""linux.seccomp → the plain-data filter the C helper hands to libseccomp.
+"""linux.seccomp → the plain-data filter the C helper compiles with libseccomp and
+loads itself with seccomp(2).
 
-Actions and operators become libseccomp's ABI numbers (seccomp.h). Rules whose
-action equals the default are dropped (libseccomp refuses them; they change
-nothing). Syscall names libseccomp doesn't know are skipped by the C side, as
-runc does: a profile may name syscalls newer than this libseccomp.
+Actions and operators become libseccomp's ABI numbers (seccomp.h); flags become the
+kernel's SECCOMP_FILTER_FLAG_* bits, passed to seccomp(2) directly (that is how
+WAIT_KILLABLE_RECV works with a libseccomp older than 2.6). Rules whose action
+equals the default are dropped (libseccomp refuses them; they change nothing).
+
+Unknown syscall names (runc's rule): a name libseccomp can't resolve on this machine
+is skipped by the C side, because profiles name syscalls newer than the libseccomp
+that reads them (Docker's does); every name it knows gets its rule, and a wrong
+action, operator, flag or architecture is an error, never skipped.
+
+SCMP_ACT_NOTIFY: the filter is loaded with SECCOMP_FILTER_FLAG_NEW_LISTENER and the
+init sends the listener fd to the runtime, which passes it on to listenerPath with
+the container process state (create.py). runc's rules hold: NOTIFY can't be the
+default action, and it needs listenerPath. One of ours: NOTIFY on sendmsg is refused,
+since the init sends that fd with sendmsg under the filter and would wait forever on
+a listener that doesn't have it yet.
 """
 
 EPERM = 1
 
+NOTIFY = 0x7FC00000
 ACTIONS = {
     "SCMP_ACT_KILL": lambda e: 0x00000000,
     "SCMP_ACT_KILL_THREAD": lambda e: 0x00000000,
@@ -17,6 +31,7 @@ ACTIONS = {
     "SCMP_ACT_TRACE": lambda e: 0x7FF00000 | (e & 0xFFFF),
     "SCMP_ACT_LOG": lambda e: 0x7FFC0000,
     "SCMP_ACT_ALLOW": lambda e: 0x7FFF0000,
+    "SCMP_ACT_NOTIFY": lambda e: NOTIFY,
 }
 
 OPERATORS = {
@@ -24,18 +39,21 @@ OPERATORS = {
     "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7,
 }
 
+# linux/seccomp.h
 FLAGS = {
-    "SECCOMP_FILTER_FLAG_TSYNC": "tsync",
-    "SECCOMP_FILTER_FLAG_LOG": "log",
-    "SECCOMP_FILTER_FLAG_SPEC_ALLOW": "spec_allow",
+    "SECCOMP_FILTER_FLAG_TSYNC": 1,
+    "SECCOMP_FILTER_FLAG_LOG": 2,
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4,
+    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": 32,
 }
+NEW_LISTENER = 8
+TSYNC_ESRCH = 16
+WAIT_KILLABLE_RECV = FLAGS["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
 
 
 def action(name, errno_ret, label):
     make = ACTIONS.get(name)
     if make is None:
-        if name == "SCMP_ACT_NOTIFY":
-            raise ValueError(f"{label}: SCMP_ACT_NOTIFY is not supported by this runtime yet")
         raise ValueError(f"{label}: unknown action {name!r}")
     return make(EPERM if errno_ret is None else errno_ret)
 
@@ -47,20 +65,23 @@ def arch_name(name):
 
 def build(seccomp):
     """Return the filter dict, or raise ValueError("path: message")."""
-    if seccomp.get("listenerPath"):
-        raise ValueError("linux.seccomp.listenerPath: seccomp notify is not supported by this runtime yet")
     default = action(seccomp["defaultAction"], seccomp.get("defaultErrnoRet"), "linux.seccomp.defaultAction")
-    flags = {}
+    if default == NOTIFY:
+        raise ValueError("linux.seccomp.defaultAction: SCMP_ACT_NOTIFY can't be the default action")
+    flags = 0
     for i, flag in enumerate(seccomp.get("flags") or []):
         if flag not in FLAGS:
             raise ValueError(f"linux.seccomp.flags[{i}]: unsupported flag {flag!r}")
-        flags[FLAGS[flag]] = True
+        flags |= FLAGS[flag]
     rules = []
     for i, sc in enumerate(seccomp.get("syscalls") or []):
         label = f"linux.seccomp.syscalls[{i}]"
         act = action(sc["action"], sc.get("errnoRet"), label + ".action")
         if act == default:
             continue
+        if act == NOTIFY and "sendmsg" in sc["names"]:
+            raise ValueError(f"{label}.names: SCMP_ACT_NOTIFY on sendmsg would stop the container's init before "
+                             "it can hand the listener over")
         args = []
         for j, a in enumerate(sc.get("args") or []):
             op = OPERATORS.get(a["op"])
@@ -69,9 +90,18 @@ def build(seccomp):
             args.append((a["index"], op, a["value"], a.get("valueTwo", 0)))
         for name in sc["names"]:
             rules.append({"name": name, "action": act, "args": args})
+    listener = None
+    if any(r["action"] == NOTIFY for r in rules):
+        if not seccomp.get("listenerPath"):
+            raise ValueError("linux.seccomp.listenerPath: needed by the SCMP_ACT_NOTIFY rules")
+        listener = {"path": seccomp["listenerPath"], "metadata": seccomp.get("listenerMetadata", "")}
+        flags |= NEW_LISTENER | (TSYNC_ESRCH if flags & FLAGS["SECCOMP_FILTER_FLAG_TSYNC"] else 0)
+    else:
+        flags &= ~WAIT_KILLABLE_RECV  # it qualifies the listener's waits: without one it means nothing
     return {
         "default_action": default,
         "archs": [arch_name(a) for a in seccomp.get("architectures") or []],
         "flags": flags,
         "rules": rules,
+        "listener": listener,
     }

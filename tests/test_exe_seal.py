@@ -70,3 +70,53 @@ def test_python_not_run_read_only_creates_no_container(runtime, make_bundle):
     assert proc.returncode == 1
     assert "runs from a writable file (/proc/self/exe)" in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+HARNESS = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include "exeseal.h"
+extern char **environ;
+int main(int argc, char **argv)
+{
+    int fd = oci_sealed_exe(argv[1], argv[2]);
+    if (fd < 0) { perror("oci_sealed_exe"); return 2; }
+    syscall(SYS_execveat, fd, "", argv + 3, environ, AT_EMPTY_PATH);
+    perror("execveat");
+    return 3;
+}
+"""
+
+SEALS_PROBE = """
+import fcntl, os
+fd = os.open("/proc/self/exe", os.O_RDONLY)
+print("exe", os.readlink("/proc/self/exe"))
+print("read-only mount", bool(os.fstatvfs(fd).f_flag & os.ST_RDONLY))
+try:
+    print("write-sealed", bool(fcntl.fcntl(fd, fcntl.F_GET_SEALS) & fcntl.F_SEAL_WRITE))
+except OSError:
+    print("write-sealed", False)
+"""
+
+
+@pytest.mark.parametrize("empty_dir,expect", [
+    ("{tmp}/empty", ["read-only mount True", "write-sealed False"]),  # the overlayfs way
+    ("{tmp}/a:b", ["exe /memfd:ociruntime-python (deleted)", "read-only mount False", "write-sealed True"]),
+])
+def test_both_ways_of_sealing(tmp_path, empty_dir, expect):
+    """native/exeseal.c on its own: overlayfs, and the sealed memfd it falls back to (an
+    empty directory whose name overlayfs would need escaped makes it take that way)."""
+    native = os.path.join(os.path.dirname(__file__), "..", "native")
+    (tmp_path / "harness.c").write_text(HARNESS)
+    subprocess.run(["gcc", "-O2", "-I", native, "-o", tmp_path / "harness", tmp_path / "harness.c",
+                    os.path.join(native, "exeseal.c")], check=True)
+    interpreter = os.path.realpath(sys.executable)
+    proc = subprocess.run([tmp_path / "harness", interpreter, empty_dir.format(tmp=tmp_path), "python3", "-I", "-S",
+                           "-c", SEALS_PROBE], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    for line in expect:
+        assert line in proc.stdout.splitlines(), proc.stdout
+    assert f"exe {interpreter}" not in proc.stdout

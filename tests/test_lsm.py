@@ -227,6 +227,23 @@ def test_empty_settings_run(runtime, make_bundle):
     assert (code, out) == (0, "ok\n"), err
 
 
+@pytest.mark.root
+def test_features_claim_an_lsm_only_where_create_applies_it(runtime, make_bundle):
+    features = json.loads(runtime("features").stdout)["linux"]
+    assert features["apparmor"] == {"enabled": lsm.apparmor_enabled()}
+    assert features["selinux"] == {"enabled": lsm.selinux_enabled()}
+    for name, field, value in (("apparmor", "apparmorProfile", "no-such-profile-here"),
+                               ("selinux", "selinuxLabel", PROCESS_LABEL)):
+        bundle = make_bundle("true")
+        bundle.config["process"][field] = value
+        bundle.write()
+        proc = runtime("create", "--bundle", bundle.path, runtime.new_id(), check=False)
+        refused_here = "is not enabled on this host" in proc.stderr
+        assert refused_here is not features[name]["enabled"], proc.stderr
+        if proc.returncode == 0:  # applied (a real label on an SELinux host)
+            runtime("delete", "--force", proc.args[-1])
+
+
 # --- the C side against this kernel ----------------------------------------------------------
 
 SCRIPT = """

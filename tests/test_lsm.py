@@ -19,6 +19,7 @@ A profile or label really taking effect can't be seen on this host.
 import json
 import os
 import subprocess
+import uuid
 
 import pytest
 from conftest import LAUNCHER_SCRIPT
@@ -242,6 +243,49 @@ def test_features_claim_an_lsm_only_where_create_applies_it(runtime, make_bundle
         assert refused_here is not features[name]["enabled"], proc.stderr
         if proc.returncode == 0:  # applied (a real label on an SELinux host)
             runtime("delete", "--force", proc.args[-1])
+
+
+# --- AppArmor for real (the qemu lane: Debian's kernel has it) --------------------------------
+
+APPARMOR_PARSER = "/sbin/apparmor_parser"
+
+
+@pytest.fixture
+def apparmor_profile(tmp_path):
+    """A profile loaded for the test (and removed after): all files but /secret."""
+    name = f"ociruntime-test-{uuid.uuid4().hex[:8]}"
+    text = f"profile {name} flags=(attach_disconnected) {{\n  file,\n  deny /secret r,\n}}\n"
+    subprocess.run([APPARMOR_PARSER, "-r", "-K"], input=text, text=True, capture_output=True, check=True)
+    yield name
+    subprocess.run([APPARMOR_PARSER, "-R", "-K"], input=text, text=True, capture_output=True, check=True)
+
+
+@pytest.mark.root
+@pytest.mark.apparmor
+def test_apparmor_profile_confines_the_container(runtime, make_bundle, apparmor_profile):
+    assert json.loads(runtime("features").stdout)["linux"]["apparmor"] == {"enabled": True}
+    bundle = make_bundle("sh", "-c", "cat /proc/self/attr/current; cat /secret; echo rc=$?")
+    (bundle.rootfs / "secret").write_text("s3cret\n")
+    code, out, err = runtime.run_output(bundle)
+    assert (code, out) == (0, "unconfined\ns3cret\nrc=0\n"), err
+    bundle.config["process"]["apparmorProfile"] = apparmor_profile
+    bundle.write()
+    code, out, err = runtime.run_output(bundle)
+    assert (code, out) == (0, f"{apparmor_profile} (enforce)\nrc=1\n"), err
+    assert "Permission denied" in err
+
+
+@pytest.mark.root
+@pytest.mark.apparmor
+def test_apparmor_profile_not_loaded_fails_create(runtime, make_bundle):
+    bundle = make_bundle("true")
+    bundle.config["process"]["apparmorProfile"] = "ociruntime-no-such-profile"
+    bundle.write()
+    cid = runtime.new_id()
+    proc = runtime("create", "--bundle", bundle.path, cid, check=False)
+    _one_error(proc, "process.apparmorProfile: apply profile ociruntime-no-such-profile "
+                     "(write /proc/self/attr/apparmor/exec): No such file or directory")
+    assert runtime("state", cid, check=False).returncode != 0
 
 
 # --- the C side against this kernel ----------------------------------------------------------

@@ -13,7 +13,9 @@ AppArmor nor SELinux, so what runs here is:
   writes them, mounts with context=, labels mqueue — and each write fails here, which
   shows it was made, with the field named, before "created".
 
-A profile or label really taking effect can't be seen on this host.
+A profile or label really taking effect can't be seen on this host. AppArmor's can in
+the qemu lane (tests/vm: Debian's kernel has AppArmor): the tests marked ``apparmor``
+load a profile and run a container under it. SELinux's is tested nowhere.
 """
 
 import json

@@ -337,6 +337,8 @@ def spawn_launcher(tmp_path_factory):
 
 
 def spawn(launcher, bundle, **tweak):
+    """What the init said: "created", or its error. (Tests take the runtime fixture for
+    its check that no mount or process of the bundle is left.)"""
     proc = subprocess.run([launcher, "create", str(bundle.path), json.dumps(tweak)], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
@@ -344,13 +346,13 @@ def spawn(launcher, bundle, **tweak):
 
 
 @pytest.mark.root
-def test_c_side_creates_without_settings(spawn_launcher, make_bundle):
+def test_c_side_creates_without_settings(runtime, spawn_launcher, make_bundle):
     """The harness itself: with no LSM setting the init gets to "created"."""
     assert spawn(spawn_launcher, make_bundle("true")) == "created"
 
 
 @pytest.mark.root
-def test_c_side_writes_the_apparmor_profile(spawn_launcher, make_bundle):
+def test_c_side_writes_the_apparmor_profile(runtime, spawn_launcher, make_bundle):
     # No attr/apparmor/ without AppArmor: the init falls back to the shared attr/exec,
     # whose write this kernel refuses (no LSM takes it) — before "created".
     assert not os.path.exists("/proc/self/attr/apparmor") or lsm.apparmor_enabled()
@@ -366,7 +368,7 @@ def test_c_side_writes_the_apparmor_profile(spawn_launcher, make_bundle):
     (False, "label the session keyring (attr/keycreate)"),
     (True, "set the exec label (attr/exec)"),
 ])
-def test_c_side_writes_the_selinux_label(spawn_launcher, make_bundle, no_new_keyring, what):
+def test_c_side_writes_the_selinux_label(runtime, spawn_launcher, make_bundle, no_new_keyring, what):
     if lsm.selinux_enabled():
         pytest.skip("SELinux is enabled here: the write would succeed")
     msg = spawn(spawn_launcher, make_bundle("true"), selinux_exec=PROCESS_LABEL, no_new_keyring=no_new_keyring)
@@ -374,7 +376,7 @@ def test_c_side_writes_the_selinux_label(spawn_launcher, make_bundle, no_new_key
 
 
 @pytest.mark.root
-def test_c_side_mounts_with_the_context(spawn_launcher, make_bundle):
+def test_c_side_mounts_with_the_context(runtime, spawn_launcher, make_bundle):
     """tmpfs refuses context= where no LSM takes it: the data reached the kernel."""
     if lsm.selinux_enabled():
         pytest.skip("SELinux is enabled here: the mount would succeed")
@@ -384,7 +386,7 @@ def test_c_side_mounts_with_the_context(spawn_launcher, make_bundle):
 
 
 @pytest.mark.root
-def test_c_side_labels_mqueue_and_masks(spawn_launcher, make_bundle):
+def test_c_side_labels_mqueue_and_masks(runtime, spawn_launcher, make_bundle):
     if lsm.selinux_enabled():
         pytest.skip("SELinux is enabled here: the label would be taken")
     bundle = make_bundle("true")

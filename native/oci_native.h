@@ -25,7 +25,7 @@
 #define OCI_STEP_PIVOT          5  /* enter the rootfs; flags: OCI_PIVOT_* */
 #define OCI_STEP_SYSCTL         6  /* write src to dst (a /proc/sys path) */
 #define OCI_STEP_READONLY       7  /* bind dst on itself and remount it read-only (missing: skipped) */
-#define OCI_STEP_MASK           8  /* cover dst: /dev/null on a file, read-only empty tmpfs on a dir */
+#define OCI_STEP_MASK           8  /* cover dst: /dev/null on a file, read-only empty tmpfs (data) on a dir */
 #define OCI_STEP_REMOUNT_ROOT   9  /* remount / with flags (read-only root) */
 #define OCI_STEP_HOSTNAME      10  /* sethostname(src) */
 #define OCI_STEP_DOMAINNAME    11  /* setdomainname(src) */
@@ -35,6 +35,8 @@
 #define OCI_STEP_WAIT_PARENT   15  /* wait for 'G' here (see the protocol below) */
 #define OCI_STEP_UNSHARE_CGROUPNS 16 /* wait for 'C' (the parent joined the cgroups), then unshare the
                                       cgroup namespace, rooted at the cgroup the init is now in */
+#define OCI_STEP_FILE_LABEL    17  /* set dst's SELinux label (xattr security.selinux) to src: linux.mountLabel
+                                      on an mqueue mount point, which takes no context= */
 
 #define OCI_PIVOT_ROOT          0  /* pivot_root and detach the old root */
 #define OCI_PIVOT_MOVE          1  /* move the rootfs mount onto / and chroot (--no-pivot) */
@@ -119,6 +121,12 @@ struct oci_process {
                                    CAP_SYS_ADMIN then) */
     int nhooks;                 /* startContainer hooks, run after start, before exec */
     const struct oci_hook *hooks;
+    /* LSM settings (native/lsm.c), NULL: unset. Their /proc/self/attr files are opened
+       before the steps, in the /proc the init starts with (checked to be procfs, nothing
+       mounted over them), and written before finalize_process: the exec of the process
+       (and of startContainer hooks, as with runc) takes them on. */
+    const char *apparmor_exec;  /* "exec <profile>" for attr/apparmor/exec (attr/exec on old kernels) */
+    const char *selinux_exec;   /* the label for attr/exec, and attr/keycreate for the session keyring */
 };
 
 struct oci_plan {

@@ -220,7 +220,7 @@ static void do_mask(int rootfd, const struct oci_step *s)
     if (fstat(fd, &st) < 0)
         oci_fail(1, "%s: stat %s", s->label, s->dst);
     if (S_ISDIR(st.st_mode)) {
-        if (mount("tmpfs", oci_fdpath(fd, buf), "tmpfs", MS_RDONLY, NULL) < 0)
+        if (mount("tmpfs", oci_fdpath(fd, buf), "tmpfs", MS_RDONLY, s->data) < 0)
             oci_fail(1, "%s: mask %s", s->label, s->dst);
     } else {
         /* Only a real /dev/null may cover a file (the CVE-2025-31133 class). */
@@ -298,6 +298,9 @@ void oci_run_steps(const struct oci_plan *plan, void (*hooks_point)(const struct
             wait_parent(plan, 'C');
             if (unshare(CLONE_NEWCGROUP) < 0)
                 oci_fail(1, "%s: unshare the cgroup namespace", s->label);
+            break;
+        case OCI_STEP_FILE_LABEL:
+            oci_set_file_label(rootfd, s);
             break;
         case OCI_STEP_PIVOT:
             close(rootfd);

@@ -291,6 +291,7 @@ static void run_init(const struct oci_plan *plan)
         oci_fail(1, "linux.uidMappings: become root in the user namespace");
     if (setsid() < 0)
         oci_fail(1, "setsid");
+    oci_lsm_prepare(plan);
     if (!plan->no_new_keyring && syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, NULL) < 0 &&
         errno != ENOSYS)
         oci_fail(1, "join a new session keyring");
@@ -306,6 +307,7 @@ static void run_init(const struct oci_plan *plan)
     if (plan->console_fd >= 0)
         setup_console(plan);
     umask(saved_umask);
+    oci_lsm_apply(p);
     finalize_process(plan);
     path = find_program(p, program, sizeof(program));
     if (p->no_new_privs && p->seccomp.notify)

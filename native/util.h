@@ -38,4 +38,11 @@ void oci_run_steps(const struct oci_plan *plan, void (*hooks_point)(const struct
 void oci_prepare_seccomp(const struct oci_seccomp *s);
 int oci_load_seccomp(void);
 
+/* LSM settings (lsm.c): open the process's /proc/self/attr files and label the session
+ * keyring to come (before the steps); write them (once the steps are done); label a
+ * file (OCI_STEP_FILE_LABEL). Failures name the config field. */
+void oci_lsm_prepare(const struct oci_plan *plan);
+void oci_lsm_apply(const struct oci_process *p);
+void oci_set_file_label(int rootfd, const struct oci_step *s);
+
 #endif

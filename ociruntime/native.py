@@ -15,7 +15,7 @@ _OPS = {
     "hostname": lib.OCI_STEP_HOSTNAME, "domainname": lib.OCI_STEP_DOMAINNAME,
     "propagation": lib.OCI_STEP_PROPAGATION, "bind_rootfs": lib.OCI_STEP_BIND_ROOTFS,
     "mkdir": lib.OCI_STEP_MKDIR, "wait_parent": lib.OCI_STEP_WAIT_PARENT,
-    "unshare_cgroupns": lib.OCI_STEP_UNSHARE_CGROUPNS,
+    "unshare_cgroupns": lib.OCI_STEP_UNSHARE_CGROUPNS, "file_label": lib.OCI_STEP_FILE_LABEL,
 }
 
 
@@ -80,6 +80,7 @@ def _fill_process(k, c, p):
         _fill_seccomp(k, c.seccomp, p["seccomp"])
     c.nhooks = len(p["start_hooks"])
     c.hooks = k.hooks(p["start_hooks"])
+    c.apparmor_exec, c.selinux_exec = k.str(p["apparmor_exec"]), k.str(p["selinux_exec"])
 
 
 def _fill_seccomp(k, c, s):

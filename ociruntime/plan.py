@@ -17,8 +17,8 @@ DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 # Fields whose settings are security- or resource-relevant and not implemented yet:
 # refused with an error rather than silently ignored.
-_UNSUPPORTED_LINUX = ("intelRdt", "netDevices", "personality", "memoryPolicy", "mountLabel")
-_UNSUPPORTED_PROCESS = ("apparmorProfile", "selinuxLabel", "scheduler", "ioPriority", "execCPUAffinity")
+_UNSUPPORTED_LINUX = ("intelRdt", "netDevices", "personality", "memoryPolicy")
+_UNSUPPORTED_PROCESS = ("scheduler", "ioPriority", "execCPUAffinity")
 
 
 def step(op, label, dst=None, src=None, fstype=None, data=None, flags=0, propagation=0,
@@ -36,6 +36,7 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
     if process is None:
         raise ConfigError("process", "is required to create a container")
     _refuse_unsupported(config, linux, process)
+    apparmor_exec, selinux_exec, mount_label = _lsm(process, linux)
 
     ns_new, joined = _namespaces(linux)
     joins = [(path, namespaces.FLAGS[t]) for t, path in joined]
@@ -53,6 +54,8 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
 
     early_sync = userns
     steps = _steps(config, linux, bundle, rootfs, ns_new, ns_all, userns, no_pivot, cgroup_paths or {})
+    if mount_label:
+        _label_mounts(steps, mount_label)
     if not early_sync:
         _insert_wait_parent(steps, cgroup_paths or {})
     if "cgroup" in ns_new:
@@ -79,7 +82,8 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
         "stops_at_hooks": any(s["op"] == "hooks" for s in steps),
         "host_mounts": "mount" not in ns_all,
         "create_hooks": hook_entries(config, "createContainer"),
-        "process": _process(process, hook_entries(config, "startContainer"), _seccomp(linux)),
+        "process": _process(process, hook_entries(config, "startContainer"), _seccomp(linux),
+                            apparmor_exec, selinux_exec),
         "terminal": bool(process.get("terminal")),
         "console_size": _console_size(process),
         "preserve_fds": preserve_fds,
@@ -132,6 +136,38 @@ def _refuse_unsupported(config, linux, process):
     for key in _UNSUPPORTED_PROCESS:
         if process.get(key):
             raise ConfigError(f"process.{key}", "is not supported by this runtime yet")
+
+
+def _lsm(process, linux):
+    """(apparmor_exec, selinux_exec, mount_label), each None when unset; the host is
+    looked at only when one is set. See linux/lsm.py."""
+    if not (process.get("apparmorProfile") or process.get("selinuxLabel") or linux.get("mountLabel")):
+        return None, None, None
+    from .linux import lsm
+
+    try:
+        return lsm.settings(process, linux)
+    except ValueError as e:
+        path, msg = str(e).split(": ", 1)
+        raise ConfigError(path, msg) from None
+
+
+def _label_mounts(steps, mount_label):
+    """linux.mountLabel, as runc applies it: context="<label>" in the data of every
+    mount that takes it (tmpfs, devpts, the tmpfs of a v1 cgroup mount, the tmpfs that
+    masks a directory...; not bind, proc, sysfs, cgroup mounts, nor a remount, which
+    keeps the context it has), and an xattr on mqueue's mount point."""
+    from .linux import lsm
+
+    for i in range(len(steps) - 1, -1, -1):
+        s = steps[i]
+        if s["op"] == "mask":
+            s["data"] = lsm.mount_data(None, mount_label)  # used only where it mounts a tmpfs
+        elif s["op"] == "mount" and s["fstype"] == "mqueue":
+            steps.insert(i + 1, step("file_label", s["label"], dst=s["dst"], src=mount_label))
+        elif (s["op"] == "mount" and s["fstype"] and s["fstype"] not in lsm.NO_CONTEXT
+              and not s["flags"] & (mountopts.MS_BIND | mountopts.MS_REMOUNT)):
+            s["data"] = lsm.mount_data(s["data"], mount_label)
 
 
 def _namespaces(linux):
@@ -339,7 +375,7 @@ def _seccomp(linux):
         raise ConfigError(path, msg) from None
 
 
-def _process(process, start_hooks, seccomp_filter):
+def _process(process, start_hooks, seccomp_filter, apparmor_exec=None, selinux_exec=None):
     user = process.get("user") or {}
     caps = process.get("capabilities")
     masks = {}
@@ -391,4 +427,6 @@ def _process(process, start_hooks, seccomp_filter):
         "oom_score_adj": process.get("oomScoreAdj"),
         "start_hooks": start_hooks,
         "seccomp": seccomp_filter,
+        "apparmor_exec": apparmor_exec,
+        "selinux_exec": selinux_exec,
     }

@@ -20,6 +20,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
 import busybox_bundle  # noqa: E402
 
+from ociruntime.linux.lsm import apparmor_enabled  # noqa: E402
 from ociruntime.spec import default_config  # noqa: E402
 
 RUNTIME = os.environ.get("OCIRUNTIME") or shutil.which("ociruntime") or "/usr/local/bin/ociruntime"
@@ -59,11 +60,13 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
     # cgroup_v2 tests run in the qemu guest of tests/vm (tests/test_v2_lane.py boots it)
     # when this host is not pure cgroup v2: deselected here, not skipped.
-    if not pure_cgroup_v2():
-        v2_only = [item for item in items if item.get_closest_marker("cgroup_v2")]
-        if v2_only:
-            config.hook.pytest_deselected(items=v2_only)
-            items[:] = [item for item in items if not item.get_closest_marker("cgroup_v2")]
+    # apparmor tests, likewise, where this host has no AppArmor (the guest's kernel has it).
+    for marker, here in (("cgroup_v2", pure_cgroup_v2()), ("apparmor", apparmor_enabled())):
+        if not here:
+            elsewhere = [item for item in items if item.get_closest_marker(marker)]
+            if elsewhere:
+                config.hook.pytest_deselected(items=elsewhere)
+                items[:] = [item for item in items if not item.get_closest_marker(marker)]
 
 
 @pytest.fixture(scope="session")

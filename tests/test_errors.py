@@ -135,8 +135,6 @@ def test_unsupported_oci_version(runtime, make_bundle, version):
 
 
 @pytest.mark.parametrize("field, value", [
-    ("process.apparmorProfile", "docker-default"),
-    ("process.selinuxLabel", "system_u:system_r:container_t:s0"),
     ("linux.intelRdt", {"closID": "x"}),
     ("linux.personality", {"domain": "LINUX32"}),
 ])

@@ -177,5 +177,4 @@ def test_features_lists_what_works(runtime):
     assert features["ociVersionMin"] == "1.0.0"
     assert "time" in features["linux"]["namespaces"]
     assert features["linux"]["seccomp"]["enabled"] is True
-    assert features["linux"]["apparmor"]["enabled"] is False
     assert "rro" not in features["mountOptions"] and "rbind" in features["mountOptions"]

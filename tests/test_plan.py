@@ -577,16 +577,14 @@ def test_refused_process_missing(bundle):
     refused(cfg, bundle, "process")
 
 
-@pytest.mark.parametrize("key, value", [("apparmorProfile", "p"), ("selinuxLabel", "l"),
-                                        ("scheduler", {"policy": "SCHED_OTHER"}), ("ioPriority", {"class": "x"})])
+@pytest.mark.parametrize("key, value", [("scheduler", {"policy": "SCHED_OTHER"}), ("ioPriority", {"class": "x"})])
 def test_refused_process_features(bundle, key, value):
     cfg = config()
     cfg["process"][key] = value
     refused(cfg, bundle, f"process.{key}", "not supported")
 
 
-@pytest.mark.parametrize("key, value", [("intelRdt", {"closID": "x"}), ("personality", {"domain": "LINUX"}),
-                                        ("mountLabel", "x")])
+@pytest.mark.parametrize("key, value", [("intelRdt", {"closID": "x"}), ("personality", {"domain": "LINUX"})])
 def test_refused_linux_features(bundle, key, value):
     cfg = config()
     cfg["linux"][key] = value

@@ -1,5 +1,6 @@
 """The cgroup v2 lane: the tests marked ``cgroup_v2`` (deselected on a host that is not
-pure cgroup v2) pass in a qemu guest that is, built and booted by tests/vm/lane.py."""
+pure cgroup v2) pass in a qemu guest that is, built and booted by tests/vm/lane.py; so do
+those marked ``apparmor`` (the guest's kernel has AppArmor)."""
 
 import os
 import sys

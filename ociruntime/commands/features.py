@@ -4,7 +4,7 @@ import json
 import sys
 
 from .. import SPEC_VERSION
-from ..linux import capabilities, mountopts, namespaces, seccomp
+from ..linux import capabilities, lsm, mountopts, namespaces, seccomp
 
 
 def features():
@@ -28,8 +28,12 @@ def features():
                 "knownFlags": sorted(seccomp.FLAGS),
                 "supportedFlags": _supported_seccomp_flags(),
             },
-            "apparmor": {"enabled": False},
-            "selinux": {"enabled": False},
+            # features-linux.md calls these "whether the runtime supports" the LSM, irrelevant
+            # to the host. This runtime always has the code, so that would always be true;
+            # but a setting for an LSM the host lacks is refused, so here "enabled" is what
+            # works: true only where create would apply the setting (linux/lsm.py).
+            "apparmor": {"enabled": lsm.apparmor_enabled()},
+            "selinux": {"enabled": lsm.selinux_enabled()},
             "intelRdt": {"enabled": False},
             "mountExtensions": {"idmap": {"enabled": False}},
         },

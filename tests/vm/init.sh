@@ -22,6 +22,8 @@ $bb mkdir -p /dev/pts /dev/shm /dev/mqueue
 $bb mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5 devpts /dev/pts
 $bb mount -t tmpfs -o mode=1777 shm /dev/shm
 $bb mount -t mqueue mqueue /dev/mqueue
+# securityfs: AppArmor (the kernel's LSM) shows itself and takes profiles there.
+$bb mount -t securityfs securityfs /sys/kernel/security
 # Pure cgroup v2, mounted as systemd does: the unified hierarchy at /sys/fs/cgroup and no
 # v1 hierarchy anywhere.
 # This shell stays in the root cgroup, which may hold processes and still enable

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""The cgroup v2 lane: run the tests marked ``cgroup_v2`` on a pure cgroup v2 host, a
-qemu guest (software emulation) booted on Debian's cloud kernel from an initramfs that
-holds what the tests use, at the same absolute paths as here.
+"""The cgroup v2 lane: run the tests marked ``cgroup_v2`` on a pure cgroup v2 host (and
+those marked ``apparmor`` on a host with AppArmor), a qemu guest (software emulation)
+booted on Debian's cloud kernel from an initramfs that holds what the tests use, at the
+same absolute paths as here.
 
 Usage: lane.py [--project DIR] [--python PY] [--build-only] [--timeout S] [--cpus N] [-- PYTEST_ARGS...]
 (tests/vm/README.md tells more.)
@@ -10,14 +11,14 @@ The initramfs is two newc cpio archives, one after the other (the kernel unpacks
 
 - the base: the Python interpreter and its standard library, the virtualenvs (the one
   running the tests and the one the installed ``ociruntime`` launcher runs), that
-  launcher, /bin/busybox and every shared library those need (from ldd). Built once
+  launcher, /bin/busybox, /sbin/apparmor_parser and every shared library those need (from ldd). Built once
   and cached under <project>/build/v2-lane/, keyed by a hash of every file's path,
   size, mode and mtime (and this builder's source).
 - the project: the project tree (no .git, .venv, build or tool caches; its __pycache__,
   warmed by a ``pytest --collect-only`` here) and the guest init (init.sh), rebuilt on
   every run: it is small.
 
-The guest runs ``<python> -m pytest -q -p no:cacheprovider -m cgroup_v2 <project>/tests``
+The guest runs ``<python> -m pytest -q -p no:cacheprovider -m "cgroup_v2 or apparmor" <project>/tests``
 from the project directory (PYTEST_ARGS, when given, instead of ``<project>/tests``) and
 prints ``V2LANE-EXIT=<pytest's exit code>`` last.
 """
@@ -45,6 +46,7 @@ KERNEL_GLOB = "/boot/vmlinuz-*-cloud-amd64"
 QEMU = "qemu-system-x86_64"
 PACKAGES = "qemu-system-x86 linux-image-cloud-amd64"  # scripts/setup.sh installs them
 BUSYBOX = "/bin/busybox"
+APPARMOR_PARSER = "/sbin/apparmor_parser"  # loads the apparmor tests' profile (Debian's apparmor package)
 # Not copied from the project tree: its history, the installed venv (the base has the
 # one that is used), build output (this lane's cache among it) and tools' caches.
 PROJECT_SKIP = {".git", ".venv", "build", "dist", ".pytest_cache", ".ruff_cache", ".hypothesis",
@@ -221,7 +223,8 @@ def python_paths(python):
 
 def base_tree(python, runtime):
     """Everything but the project: interpreter, standard library, venvs, runtime, busybox, libraries."""
-    for path, what in ((python, "the tests' python"), (runtime, "the ociruntime launcher"), (BUSYBOX, "busybox")):
+    for path, what in ((python, "the tests' python"), (runtime, "the ociruntime launcher"), (BUSYBOX, "busybox"),
+                       (APPARMOR_PARSER, "apparmor_parser")):
         if not os.path.exists(path):
             raise LaneError(f"{path} ({what}) is missing: run scripts/setup.sh")
     tree = Tree()
@@ -237,6 +240,7 @@ def base_tree(python, runtime):
         if not any(d == v or d.startswith(v + "/") for v in venvs if v):
             tree.add(d, walk=True, skip=_stdlib_skip)
     tree.add(BUSYBOX)
+    tree.add(APPARMOR_PARSER)
     tree.add_shared_libraries()
     return tree
 
@@ -266,7 +270,7 @@ def project_tree(project, python, pytest_args):
 
 
 def pytest_command(project, python, pytest_args):
-    return [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cgroup_v2",
+    return [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cgroup_v2 or apparmor",
             *(pytest_args or [os.path.join(project, "tests")])]
 
 

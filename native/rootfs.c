@@ -299,6 +299,9 @@ void oci_run_steps(const struct oci_plan *plan, void (*hooks_point)(const struct
             if (unshare(CLONE_NEWCGROUP) < 0)
                 oci_fail(1, "%s: unshare the cgroup namespace", s->label);
             break;
+        case OCI_STEP_WAIT_JOINED:
+            wait_parent(plan, 'C');
+            break;
         case OCI_STEP_PIVOT:
             close(rootfd);
             do_pivot(plan->rootfs, s->flags);

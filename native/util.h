@@ -29,7 +29,7 @@ void oci_reset_signals(void);
 
 /* Run the plan's steps in order; `hooks_point` is called at OCI_STEP_HOOKS, and
  * `wait_parent` for the parent's 'G' at OCI_STEP_WAIT_PARENT and its 'C' at
- * OCI_STEP_UNSHARE_CGROUPNS. */
+ * OCI_STEP_UNSHARE_CGROUPNS and OCI_STEP_WAIT_JOINED. */
 void oci_run_steps(const struct oci_plan *plan, void (*hooks_point)(const struct oci_plan *),
                    void (*wait_parent)(const struct oci_plan *, char type));
 
@@ -37,5 +37,9 @@ void oci_run_steps(const struct oci_plan *plan, void (*hooks_point)(const struct
  * oci_load_seccomp returns the listener fd with notify, else -1. */
 void oci_prepare_seccomp(const struct oci_seccomp *s);
 int oci_load_seccomp(void);
+
+/* process.scheduler, process.ioPriority, linux.personality, linux.memoryPolicy: the init
+ * sets them on itself (native/process.c); a failure names the field. */
+void oci_set_process_attrs(const struct oci_process *p);
 
 #endif

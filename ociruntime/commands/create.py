@@ -75,7 +75,7 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
         if plan["waits_for_parent"]:
             init.send(b"G")
         cgroups.join(cgroup_paths, init.pid)
-        if plan["unshare_cgroupns"]:
+        if plan["waits_for_join"]:
             init.send(b"C")
         data["freezer"] = cgroups.freezer_file(cgroup_paths)
         if plan["stops_at_hooks"]:

@@ -17,8 +17,9 @@ DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 # Fields whose settings are security- or resource-relevant and not implemented yet:
 # refused with an error rather than silently ignored.
-_UNSUPPORTED_LINUX = ("intelRdt", "netDevices", "mountLabel")
+_UNSUPPORTED_LINUX = ("mountLabel",)
 _UNSUPPORTED_PROCESS = ("apparmorProfile", "selinuxLabel")
+RESCTRL = "/sys/fs/resctrl"
 NODE_ONLINE = "/sys/devices/system/node/online"
 
 
@@ -143,6 +144,13 @@ def _refuse_unsupported(config, linux, process):
     for key in _UNSUPPORTED_PROCESS:
         if process.get(key):
             raise ConfigError(f"process.{key}", "is not supported by this runtime yet")
+    if linux.get("intelRdt"):
+        if not pathnames.exists(RESCTRL):
+            raise ConfigError("linux.intelRdt", f"this host has no resctrl filesystem (Intel RDT): no {RESCTRL}")
+        raise ConfigError("linux.intelRdt", "Intel RDT (resctrl) is not implemented by this runtime")
+    if linux.get("netDevices"):
+        raise ConfigError("linux.netDevices", "moving network devices into the container's network namespace "
+                                              "is not implemented by this runtime")
 
 
 def _process_attrs(process, linux):

@@ -584,11 +584,29 @@ def test_refused_process_features(bundle, key, value):
     refused(cfg, bundle, f"process.{key}", "not supported")
 
 
-@pytest.mark.parametrize("key, value", [("intelRdt", {"closID": "x"}), ("mountLabel", "x")])
+@pytest.mark.parametrize("key, value", [("mountLabel", "x")])
 def test_refused_linux_features(bundle, key, value):
     cfg = config()
     cfg["linux"][key] = value
     refused(cfg, bundle, f"linux.{key}", "not supported")
+
+
+@pytest.mark.parametrize("resctrl, words", [(False, "this host has no resctrl filesystem (Intel RDT): no "),
+                                            (True, "Intel RDT (resctrl) is not implemented by this runtime")])
+def test_refused_intel_rdt_says_why(bundle, tmp_path, monkeypatch, resctrl, words):
+    fake = tmp_path / "resctrl"
+    if resctrl:
+        fake.mkdir()
+    monkeypatch.setattr(plan, "RESCTRL", str(fake))
+    cfg = config()
+    cfg["linux"]["intelRdt"] = {"closID": "x"}
+    refused(cfg, bundle, "linux.intelRdt", words)
+
+
+def test_refused_net_devices(bundle):
+    cfg = config()
+    cfg["linux"]["netDevices"] = {"eth1": {"name": "eth0"}}
+    refused(cfg, bundle, "linux.netDevices", "not implemented")
 
 
 def test_empty_resources_are_fine(bundle):

@@ -314,3 +314,17 @@ def test_realtime_in_a_user_namespace_is_refused(runtime, make_bundle):
     bundle = in_user_namespace(realtime_resources(bundle_with(make_bundle, ["true"], sched)))
     fails(runtime, bundle, "process.scheduler: sched_setattr(SCHED_FIFO, priority 5): Operation not permitted",
           "CAP_SYS_NICE in the host's user namespace or an RLIMIT_RTPRIO")
+
+
+# --- refused --------------------------------------------------------------------------------
+
+def test_intel_rdt_refused_with_the_reason(runtime, make_bundle):
+    bundle = bundle_with(make_bundle, ["true"], linux={"intelRdt": {"closID": "x"}})
+    reason = ("this host has no resctrl filesystem" if not os.path.exists("/sys/fs/resctrl")
+              else "not implemented by this runtime")
+    fails(runtime, bundle, "linux.intelRdt: ", reason)
+
+
+def test_net_devices_refused(runtime, make_bundle):
+    bundle = bundle_with(make_bundle, ["true"], linux={"netDevices": {"eth9": {"name": "eth0"}}})
+    fails(runtime, bundle, "linux.netDevices: ", "not implemented")

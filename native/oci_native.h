@@ -223,6 +223,10 @@ int oci_seccomp_flags_supported(unsigned int flags);
 /* Lazily detach the mount at path (umount2 MNT_DETACH). Returns 0 or -errno. */
 int oci_detach_mount(const char *path);
 
+/* A socket(domain, type | SOCK_CLOEXEC, protocol) made in the network namespace at ns_path
+ * (the calling thread enters it and comes back). Returns the fd or -errno. */
+int oci_netns_socket(const char *ns_path, int domain, int type, int protocol);
+
 /* Run one hook from the caller's namespaces with `state` on stdin. Returns the
  * wait status, -ETIMEDOUT after killing a hook that ran over, or -errno. */
 int oci_run_hook(const struct oci_hook *hook, const char *state, char *err, int errlen);

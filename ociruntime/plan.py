@@ -93,6 +93,7 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
         "console_size": _console_size(process),
         "preserve_fds": preserve_fds,
         "no_new_keyring": no_new_keyring,
+        "net_devices": _net_devices(linux, ns_all),
         "device_rules": devices.cgroup_rules((linux.get("resources") or {}).get("devices") or []),
         "cgroup_writes": cgroup_writes(linux.get("resources"), cgroup_host),
     }
@@ -148,9 +149,28 @@ def _refuse_unsupported(config, linux, process):
         if not pathnames.exists(RESCTRL):
             raise ConfigError("linux.intelRdt", f"this host has no resctrl filesystem (Intel RDT): no {RESCTRL}")
         raise ConfigError("linux.intelRdt", "Intel RDT (resctrl) is not implemented by this runtime")
-    if linux.get("netDevices"):
-        raise ConfigError("linux.netDevices", "moving network devices into the container's network namespace "
-                                              "is not implemented by this runtime")
+
+
+def _net_devices(linux, ns_all):
+    """linux.netDevices → [(host name, name inside or None)], moved by netdevices.py."""
+    net_devices = linux.get("netDevices") or {}
+    if not net_devices:
+        return []
+    from .netdevices import valid_name
+
+    if "network" not in ns_all:
+        raise ConfigError("linux.netDevices", "needs a network namespace: without one the devices are the host's")
+    out = []
+    for name, dev in net_devices.items():
+        label = f"linux.netDevices.{name}"
+        if not valid_name(name):
+            raise ConfigError(label, f"{name!r} is not a network device name")
+        new = (dev or {}).get("name")
+        if new is not None and not valid_name(new):
+            raise ConfigError(f"{label}.name", f"{new!r} is not a network device name (1 to 15 bytes, "
+                                               "no '/', ':' or whitespace)")
+        out.append((name, new or None))
+    return out
 
 
 def _process_attrs(process, linux):

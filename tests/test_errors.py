@@ -138,7 +138,6 @@ def test_unsupported_oci_version(runtime, make_bundle, version):
     ("process.apparmorProfile", "docker-default"),
     ("process.selinuxLabel", "system_u:system_r:container_t:s0"),
     ("linux.intelRdt", {"closID": "x"}),
-    ("linux.netDevices", {"eth1": {"name": "eth0"}}),
 ])
 def test_unsupported_feature_refused(runtime, make_bundle, field, value):
     bundle = make_bundle("true")

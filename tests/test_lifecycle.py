@@ -183,7 +183,7 @@ def test_features_lists_what_works(runtime):
 
 def test_features_memory_policy_and_the_refused(runtime):
     """memoryPolicy lists every mode and flag of the spec (features-linux.md: the runtime
-    MUST recognize them); intelRdt and netDevices, refused by create, say so."""
+    MUST recognize them); intelRdt, refused by create, says so; netDevices are moved."""
     import json
     import os
 
@@ -192,5 +192,5 @@ def test_features_memory_policy_and_the_refused(runtime):
         schema = json.load(f)["definitions"]["MemoryPolicy"]["properties"]
     assert features["memoryPolicy"] == {"modes": sorted(schema["mode"]["enum"]),
                                         "flags": sorted(schema["flags"]["items"]["enum"])}
-    assert features["netDevices"] == {"enabled": False}
+    assert features["netDevices"] == {"enabled": True}
     assert features["intelRdt"] == {"enabled": False, "schemata": False, "monitoring": False}

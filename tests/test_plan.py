@@ -603,10 +603,32 @@ def test_refused_intel_rdt_says_why(bundle, tmp_path, monkeypatch, resctrl, word
     refused(cfg, bundle, "linux.intelRdt", words)
 
 
-def test_refused_net_devices(bundle):
+def test_net_devices(bundle):
     cfg = config()
-    cfg["linux"]["netDevices"] = {"eth1": {"name": "eth0"}}
-    refused(cfg, bundle, "linux.netDevices", "not implemented")
+    cfg["linux"]["netDevices"] = {"eth1": {"name": "eth0"}, "veth7": {}, "ens3": {"name": "net%d"}}
+    assert build(cfg, bundle)["net_devices"] == [("eth1", "eth0"), ("veth7", None), ("ens3", "net%d")]
+    assert build(config(), bundle)["net_devices"] == []
+
+
+@pytest.mark.parametrize("devices, path, words", [
+    ({"eth/1": {}}, "linux.netDevices.eth/1", ["not a network device name"]),
+    ({"a" * 16: {}}, f"linux.netDevices.{'a' * 16}", ["not a network device name"]),
+    ({"eth1": {"name": "in side"}}, "linux.netDevices.eth1.name", ["'in side'", "whitespace"]),
+    ({"eth1": {"name": "a:b"}}, "linux.netDevices.eth1.name", ["'a:b'"]),
+    ({"eth1": {"name": ".."}}, "linux.netDevices.eth1.name", ["'..'"]),
+    ({"eth1": {"name": ""}}, "linux.netDevices.eth1.name", ["''"]),
+])
+def test_net_devices_refused(bundle, devices, path, words):
+    cfg = config()
+    cfg["linux"]["netDevices"] = devices
+    refused(cfg, bundle, path, *words)
+
+
+def test_net_devices_need_a_network_namespace(bundle):
+    cfg = config()
+    cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "network"]
+    cfg["linux"]["netDevices"] = {"eth1": {}}
+    refused(cfg, bundle, "linux.netDevices", "needs a network namespace")
 
 
 def test_empty_resources_are_fine(bundle):

@@ -323,8 +323,3 @@ def test_intel_rdt_refused_with_the_reason(runtime, make_bundle):
     reason = ("this host has no resctrl filesystem" if not os.path.exists("/sys/fs/resctrl")
               else "not implemented by this runtime")
     fails(runtime, bundle, "linux.intelRdt: ", reason)
-
-
-def test_net_devices_refused(runtime, make_bundle):
-    bundle = bundle_with(make_bundle, ["true"], linux={"netDevices": {"eth9": {"name": "eth0"}}})
-    fails(runtime, bundle, "linux.netDevices: ", "not implemented")

@@ -37,7 +37,7 @@ def features():
             "intelRdt": {"enabled": False, "schemata": False, "monitoring": False},
             "memoryPolicy": {"modes": sorted(procattrs.MPOL_MODES), "flags": sorted(procattrs.MPOL_FLAGS)},
             "mountExtensions": {"idmap": {"enabled": False}},
-            "netDevices": {"enabled": False},
+            "netDevices": {"enabled": True},
         },
     }
 

@@ -9,7 +9,7 @@ import os
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["spawn.c", "rootfs.c", "seccomp.c", "bpf.c", "util.c", "exeseal.c", "lsm.c"]
+SOURCES = ["spawn.c", "rootfs.c", "seccomp.c", "bpf.c", "util.c", "exeseal.c", "lsm.c", "process.c"]
 
 
 def _declarations():

@@ -37,6 +37,8 @@
                                       cgroup namespace, rooted at the cgroup the init is now in */
 #define OCI_STEP_FILE_LABEL    17  /* set dst's SELinux label (xattr security.selinux) to src: linux.mountLabel
                                       on an mqueue mount point, which takes no context= */
+#define OCI_STEP_WAIT_JOINED   18  /* wait for 'C' (the parent joined the cgroups): before the process
+                                      attributes that depend on them (scheduler, memory policy) */
 
 #define OCI_PIVOT_ROOT          0  /* pivot_root and detach the old root */
 #define OCI_PIVOT_MOVE          1  /* move the rootfs mount onto / and chroot (--no-pivot) */
@@ -100,6 +102,26 @@ struct oci_seccomp {
     const struct oci_seccomp_rule *rules;
 };
 
+/* process.scheduler, for sched_setattr(2): policy and flags are the kernel's numbers. */
+struct oci_sched {
+    int enabled;
+    unsigned int policy;        /* SCHED_* */
+    unsigned long long flags;   /* SCHED_FLAG_* */
+    int nice;
+    unsigned int priority;
+    unsigned long long runtime, deadline, period; /* ns, SCHED_DEADLINE's */
+    const char *label;          /* for errors: "SCHED_FIFO, priority 10" */
+};
+
+/* linux.memoryPolicy, for set_mempolicy(2). */
+struct oci_mempolicy {
+    int enabled;
+    int mode;                   /* MPOL_* | MPOL_F_* */
+    int nwords;                 /* the node mask: bit n of the 64-bit words is node n; 0 words: none */
+    const unsigned long long *nodes;
+    const char *label;          /* for errors: "MPOL_BIND, nodes 0-1; this host's nodes: 0" */
+};
+
 struct oci_process {
     const char *const *argv;    /* NULL-terminated; argv[0] searched in PATH of envp if it has no '/' */
     const char *const *envp;
@@ -127,6 +149,14 @@ struct oci_process {
        (and of startContainer hooks, as with runc) takes them on. */
     const char *apparmor_exec;  /* "exec <profile>" for attr/apparmor/exec (attr/exec on old kernels) */
     const char *selinux_exec;   /* the label for attr/exec, and attr/keycreate for the session keyring */
+    /* Attributes the init sets on itself (native/process.c) after no_new_privs, before seccomp
+       and dropping privileges (runc's order), and in its cgroups when the plan says so (an
+       OCI_STEP_WAIT_JOINED or OCI_STEP_UNSHARE_CGROUPNS step came first). 0: leave. */
+    struct oci_sched sched;     /* process.scheduler */
+    int ioprio;                 /* process.ioPriority: class << 13 | level, for the init's process group */
+    int set_personality;        /* linux.personality: personality(persona) */
+    unsigned long persona;      /* PER_* domain | flags */
+    struct oci_mempolicy mempolicy; /* linux.memoryPolicy */
 };
 
 struct oci_plan {
@@ -167,9 +197,9 @@ struct oci_plan {
  *                                        only once they are joined). Awaited first thing with
  *                                        early_sync, else at the OCI_STEP_WAIT_PARENT step;
  *                                        sent only when the init will read it (neither: not sent).
- *   parent -> child  'C'                 cgroups joined; sent only when unshare_cgroupns is set,
- *                                        awaited at the OCI_STEP_UNSHARE_CGROUPNS step (the mounts
- *                                        before it are built while the parent joins)
+ *   parent -> child  'C'                 cgroups joined; sent only when the steps hold an
+ *                                        OCI_STEP_UNSHARE_CGROUPNS or OCI_STEP_WAIT_JOINED, awaited
+ *                                        there (the mounts before it are built while the parent joins)
  *   child -> parent  'H'                 mounts done, before pivot: run prestart + createRuntime hooks
  *                                        (only at an OCI_STEP_HOOKS step, which the plan has only
  *                                        when there are prestart, createRuntime or createContainer
@@ -200,6 +230,10 @@ int oci_seccomp_flags_supported(unsigned int flags);
 
 /* Lazily detach the mount at path (umount2 MNT_DETACH). Returns 0 or -errno. */
 int oci_detach_mount(const char *path);
+
+/* A socket(domain, type | SOCK_CLOEXEC, protocol) made in the network namespace at ns_path
+ * (the calling thread enters it and comes back). Returns the fd or -errno. */
+int oci_netns_socket(const char *ns_path, int domain, int type, int protocol);
 
 /* Run one hook from the caller's namespaces with `state` on stdin. Returns the
  * wait status, -ETIMEDOUT after killing a hook that ran over, or -errno. */

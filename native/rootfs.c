@@ -302,6 +302,9 @@ void oci_run_steps(const struct oci_plan *plan, void (*hooks_point)(const struct
         case OCI_STEP_FILE_LABEL:
             oci_set_file_label(rootfd, s);
             break;
+        case OCI_STEP_WAIT_JOINED:
+            wait_parent(plan, 'C');
+            break;
         case OCI_STEP_PIVOT:
             close(rootfd);
             do_pivot(plan->rootfs, s->flags);

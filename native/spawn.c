@@ -145,6 +145,7 @@ static void finalize_process(const struct oci_plan *plan)
     }
     if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         oci_fail(1, "process.noNewPrivileges");
+    oci_set_process_attrs(p);
     oci_prepare_seccomp(&p->seccomp);
     if (!p->no_new_privs)
         load_seccomp(plan); /* needs CAP_SYS_ADMIN: before the caps go */

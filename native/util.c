@@ -2,9 +2,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -142,4 +144,27 @@ void oci_reset_signals(void)
 int oci_detach_mount(const char *path)
 {
     return umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 ? -errno : 0;
+}
+
+int oci_netns_socket(const char *ns_path, int domain, int type, int protocol)
+{
+    /* setns() moves only the calling thread; it comes back before returning. */
+    int target = open(ns_path, O_RDONLY | O_CLOEXEC), own = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    int fd = -1, err = 0;
+
+    if (target < 0 || own < 0)
+        err = errno;
+    else if (setns(target, CLONE_NEWNET) < 0)
+        err = errno;
+    else {
+        fd = socket(domain, type | SOCK_CLOEXEC, protocol);
+        err = fd < 0 ? errno : 0;
+        if (setns(own, CLONE_NEWNET) < 0)
+            abort(); /* this thread would stay in the container's network namespace */
+    }
+    if (target >= 0)
+        close(target);
+    if (own >= 0)
+        close(own);
+    return err ? -err : fd;
 }

@@ -29,7 +29,7 @@ void oci_reset_signals(void);
 
 /* Run the plan's steps in order; `hooks_point` is called at OCI_STEP_HOOKS, and
  * `wait_parent` for the parent's 'G' at OCI_STEP_WAIT_PARENT and its 'C' at
- * OCI_STEP_UNSHARE_CGROUPNS. */
+ * OCI_STEP_UNSHARE_CGROUPNS and OCI_STEP_WAIT_JOINED. */
 void oci_run_steps(const struct oci_plan *plan, void (*hooks_point)(const struct oci_plan *),
                    void (*wait_parent)(const struct oci_plan *, char type));
 
@@ -44,5 +44,9 @@ int oci_load_seccomp(void);
 void oci_lsm_prepare(const struct oci_plan *plan);
 void oci_lsm_apply(const struct oci_process *p);
 void oci_set_file_label(int rootfd, const struct oci_step *s);
+
+/* process.scheduler, process.ioPriority, linux.personality, linux.memoryPolicy: the init
+ * sets them on itself (native/process.c); a failure names the field. */
+void oci_set_process_attrs(const struct oci_process *p);
 
 #endif

@@ -16,6 +16,7 @@ _OPS = {
     "propagation": lib.OCI_STEP_PROPAGATION, "bind_rootfs": lib.OCI_STEP_BIND_ROOTFS,
     "mkdir": lib.OCI_STEP_MKDIR, "wait_parent": lib.OCI_STEP_WAIT_PARENT,
     "unshare_cgroupns": lib.OCI_STEP_UNSHARE_CGROUPNS, "file_label": lib.OCI_STEP_FILE_LABEL,
+    "wait_joined": lib.OCI_STEP_WAIT_JOINED,
 }
 
 
@@ -81,6 +82,30 @@ def _fill_process(k, c, p):
     c.nhooks = len(p["start_hooks"])
     c.hooks = k.hooks(p["start_hooks"])
     c.apparmor_exec, c.selinux_exec = k.str(p["apparmor_exec"]), k.str(p["selinux_exec"])
+    _fill_attrs(k, c, p)
+
+
+def _fill_attrs(k, c, p):
+    """Scheduler, I/O priority, personality, memory policy (linux/procattrs.py's numbers)."""
+    s = p["scheduler"]
+    if s is not None:
+        c.sched.enabled = 1
+        for key in ("policy", "flags", "nice", "priority", "runtime", "deadline", "period"):
+            setattr(c.sched, key, s[key])
+        c.sched.label = k.str(s["label"])
+    if p["io_priority"] is not None:
+        c.ioprio = p["io_priority"]
+    if p["personality"] is not None:
+        c.set_personality, c.persona = 1, p["personality"]
+    m = p["memory_policy"]
+    if m is not None:
+        c.mempolicy.enabled, c.mempolicy.mode = 1, m["mode"]
+        c.mempolicy.nwords = len(m["nodes"])
+        words = k.array("unsigned long long", len(m["nodes"]))
+        for i, w in enumerate(m["nodes"]):
+            words[i] = w
+        c.mempolicy.nodes = words
+        c.mempolicy.label = k.str(m["label"])
 
 
 def _fill_seccomp(k, c, s):

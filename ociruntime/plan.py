@@ -15,10 +15,8 @@ from .log import warn
 PIVOT_ROOT, PIVOT_MOVE, PIVOT_CHROOT = 0, 1, 2  # OCI_PIVOT_* of native/oci_native.h
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-# Fields whose settings are security- or resource-relevant and not implemented yet:
-# refused with an error rather than silently ignored.
-_UNSUPPORTED_LINUX = ("intelRdt", "netDevices", "personality", "memoryPolicy")
-_UNSUPPORTED_PROCESS = ("scheduler", "ioPriority", "execCPUAffinity")
+RESCTRL = "/sys/fs/resctrl"
+NODE_ONLINE = "/sys/devices/system/node/online"
 
 
 def step(op, label, dst=None, src=None, fstype=None, data=None, flags=0, propagation=0,
@@ -35,7 +33,7 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
     process = config.get("process")
     if process is None:
         raise ConfigError("process", "is required to create a container")
-    _refuse_unsupported(config, linux, process)
+    _refuse_intel_rdt(linux)
     apparmor_exec, selinux_exec, mount_label = _lsm(process, linux)
 
     ns_new, joined = _namespaces(linux)
@@ -58,8 +56,13 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
         _label_mounts(steps, mount_label)
     if not early_sync:
         _insert_wait_parent(steps, cgroup_paths or {})
+    attrs = _process_attrs(process, linux)
     if "cgroup" in ns_new:
-        _insert_unshare_cgroupns(steps)
+        _insert_wait_joined(steps, "unshare_cgroupns")
+    elif attrs["scheduler"] or attrs["memory_policy"]:
+        # runc's order: the init sets these once it is in its cgroups (an RT policy needs the
+        # cpu cgroup's realtime runtime; a cpuset bounds the nodes and the deadline's CPUs).
+        _insert_wait_joined(steps, "wait_joined")
     clone_flags = 0
     for t in ns_new:
         if t not in ("cgroup", "time"):
@@ -68,6 +71,8 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
         "id": container_id,
         "clone_flags": clone_flags,
         "unshare_cgroupns": "cgroup" in ns_new,
+        # 'C' once the parent joined the cgroups: awaited at unshare_cgroupns or wait_joined
+        "waits_for_join": any(s["op"] in ("unshare_cgroupns", "wait_joined") for s in steps),
         "unshare_timens": "time" in ns_new,
         "timens_offsets": _time_offsets(linux) if "time" in ns_new else None,
         "joins": joins,
@@ -82,12 +87,13 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
         "stops_at_hooks": any(s["op"] == "hooks" for s in steps),
         "host_mounts": "mount" not in ns_all,
         "create_hooks": hook_entries(config, "createContainer"),
-        "process": _process(process, hook_entries(config, "startContainer"), _seccomp(linux),
-                            apparmor_exec, selinux_exec),
+        "process": {**_process(process, hook_entries(config, "startContainer"), _seccomp(linux),
+                             apparmor_exec, selinux_exec), **attrs},
         "terminal": bool(process.get("terminal")),
         "console_size": _console_size(process),
         "preserve_fds": preserve_fds,
         "no_new_keyring": no_new_keyring,
+        "net_devices": _net_devices(linux, ns_all),
         "device_rules": devices.cgroup_rules((linux.get("resources") or {}).get("devices") or []),
         "cgroup_writes": cgroup_writes(linux.get("resources"), cgroup_host),
     }
@@ -118,24 +124,82 @@ def _insert_wait_parent(steps, cgroup_paths):
             return
 
 
-def _insert_unshare_cgroupns(steps):
-    """A cgroup namespace is rooted where the init is when it unshares, so the init waits
-    for 'C' (joined) first: as late as it can, to build its mounts meanwhile — before the
-    first cgroup mount (which shows the namespace's root) or the hooks, else last; and
-    after a wait_parent step, as 'G' comes before 'C'."""
+def _insert_wait_joined(steps, op):
+    """A step that waits for 'C' (joined): as late as it can, so the init builds its mounts
+    meanwhile — before the hooks (the parent sends 'C' before it reads 'H'), else last; and
+    after a wait_parent step, as 'G' comes before 'C'. A cgroup namespace (unshare_cgroupns)
+    is rooted where the init is when it unshares, so that one also comes before the first
+    cgroup mount, which shows the namespace's root."""
     start = next((i + 1 for i, s in enumerate(steps) if s["op"] == "wait_parent"), 0)
+    cgroup_fs = ("cgroup", "cgroup2") if op == "unshare_cgroupns" else ()
     at = next((i for i in range(start, len(steps))
-               if steps[i]["op"] == "hooks" or steps[i]["fstype"] in ("cgroup", "cgroup2")), len(steps))
-    steps.insert(at, step("unshare_cgroupns", "linux.namespaces"))
+               if steps[i]["op"] == "hooks" or steps[i]["fstype"] in cgroup_fs), len(steps))
+    label = "linux.namespaces" if op == "unshare_cgroupns" else "linux.cgroupsPath"
+    steps.insert(at, step(op, label))
 
 
-def _refuse_unsupported(config, linux, process):
-    for key in _UNSUPPORTED_LINUX:
-        if linux.get(key):
-            raise ConfigError(f"linux.{key}", "is not supported by this runtime yet")
-    for key in _UNSUPPORTED_PROCESS:
-        if process.get(key):
-            raise ConfigError(f"process.{key}", "is not supported by this runtime yet")
+def _refuse_intel_rdt(linux):
+    """Intel RDT is not implemented: refused rather than silently ignored."""
+    if linux.get("intelRdt"):
+        if not pathnames.exists(RESCTRL):
+            raise ConfigError("linux.intelRdt", f"this host has no resctrl filesystem (Intel RDT): no {RESCTRL}")
+        raise ConfigError("linux.intelRdt", "Intel RDT (resctrl) is not implemented by this runtime")
+
+
+def _net_devices(linux, ns_all):
+    """linux.netDevices → [(host name, name inside or None)], moved by netdevices.py."""
+    net_devices = linux.get("netDevices") or {}
+    if not net_devices:
+        return []
+    from .netdevices import valid_name
+
+    if "network" not in ns_all:
+        raise ConfigError("linux.netDevices", "needs a network namespace: without one the devices are the host's")
+    out = []
+    for name, dev in net_devices.items():
+        label = f"linux.netDevices.{name}"
+        if not valid_name(name):
+            raise ConfigError(label, f"{name!r} is not a network device name")
+        new = (dev or {}).get("name")
+        if new is not None and not valid_name(new):
+            raise ConfigError(f"{label}.name", f"{new!r} is not a network device name (1 to 15 bytes, "
+                                               "no '/', ':' or whitespace)")
+        out.append((name, new or None))
+    return out
+
+
+def _process_attrs(process, linux):
+    """What the init sets on itself before exec (linux/procattrs.py): scheduler, I/O
+    priority, personality, memory policy; None each when not configured."""
+    attrs = {"scheduler": None, "io_priority": None, "personality": None, "memory_policy": None}
+    given = {k for k in ("scheduler", "ioPriority", "execCPUAffinity") if process.get(k) is not None} | \
+        {k for k in ("personality", "memoryPolicy") if linux.get(k) is not None}
+    if not given:
+        return attrs
+    from .linux import procattrs
+
+    if "scheduler" in given:
+        attrs["scheduler"] = procattrs.scheduler(process["scheduler"])
+        for line in procattrs.scheduler_warnings(attrs["scheduler"]):
+            warn(line)
+    if "ioPriority" in given:
+        attrs["io_priority"] = procattrs.io_priority(process["ioPriority"])
+    if "personality" in given:
+        attrs["personality"] = procattrs.personality(linux["personality"])
+    if "memoryPolicy" in given:
+        attrs["memory_policy"] = procattrs.memory_policy(linux["memoryPolicy"], _read_first_line(NODE_ONLINE))
+    if "execCPUAffinity" in given:
+        # Checked only: the spec applies it to processes `exec` starts, never to the init.
+        procattrs.exec_cpu_affinity(process["execCPUAffinity"])
+    return attrs
+
+
+def _read_first_line(path):
+    try:
+        with open(path) as f:
+            return f.readline().strip()
+    except OSError:
+        return None
 
 
 def _lsm(process, linux):

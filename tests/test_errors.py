@@ -136,7 +136,6 @@ def test_unsupported_oci_version(runtime, make_bundle, version):
 
 @pytest.mark.parametrize("field, value", [
     ("linux.intelRdt", {"closID": "x"}),
-    ("linux.personality", {"domain": "LINUX32"}),
 ])
 def test_unsupported_feature_refused(runtime, make_bundle, field, value):
     bundle = make_bundle("true")

@@ -178,3 +178,18 @@ def test_features_lists_what_works(runtime):
     assert "time" in features["linux"]["namespaces"]
     assert features["linux"]["seccomp"]["enabled"] is True
     assert "rro" not in features["mountOptions"] and "rbind" in features["mountOptions"]
+
+
+def test_features_memory_policy_and_the_refused(runtime):
+    """memoryPolicy lists every mode and flag of the spec (features-linux.md: the runtime
+    MUST recognize them); intelRdt, refused by create, says so; netDevices are moved."""
+    import json
+    import os
+
+    features = json.loads(runtime("features").stdout)["linux"]
+    with open(os.path.join(os.path.dirname(__file__), "..", "specs", "config-linux.schema.json")) as f:
+        schema = json.load(f)["definitions"]["MemoryPolicy"]["properties"]
+    assert features["memoryPolicy"] == {"modes": sorted(schema["mode"]["enum"]),
+                                        "flags": sorted(schema["flags"]["items"]["enum"])}
+    assert features["netDevices"] == {"enabled": True}
+    assert features["intelRdt"] == {"enabled": False, "schemata": False, "monitoring": False}

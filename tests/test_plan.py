@@ -577,18 +577,44 @@ def test_refused_process_missing(bundle):
     refused(cfg, bundle, "process")
 
 
-@pytest.mark.parametrize("key, value", [("scheduler", {"policy": "SCHED_OTHER"}), ("ioPriority", {"class": "x"})])
-def test_refused_process_features(bundle, key, value):
+@pytest.mark.parametrize("resctrl, words", [(False, "this host has no resctrl filesystem (Intel RDT): no "),
+                                            (True, "Intel RDT (resctrl) is not implemented by this runtime")])
+def test_refused_intel_rdt_says_why(bundle, tmp_path, monkeypatch, resctrl, words):
+    fake = tmp_path / "resctrl"
+    if resctrl:
+        fake.mkdir()
+    monkeypatch.setattr(plan, "RESCTRL", str(fake))
     cfg = config()
-    cfg["process"][key] = value
-    refused(cfg, bundle, f"process.{key}", "not supported")
+    cfg["linux"]["intelRdt"] = {"closID": "x"}
+    refused(cfg, bundle, "linux.intelRdt", words)
 
 
-@pytest.mark.parametrize("key, value", [("intelRdt", {"closID": "x"}), ("personality", {"domain": "LINUX"})])
-def test_refused_linux_features(bundle, key, value):
+def test_net_devices(bundle):
     cfg = config()
-    cfg["linux"][key] = value
-    refused(cfg, bundle, f"linux.{key}", "not supported")
+    cfg["linux"]["netDevices"] = {"eth1": {"name": "eth0"}, "veth7": {}, "ens3": {"name": "net%d"}}
+    assert build(cfg, bundle)["net_devices"] == [("eth1", "eth0"), ("veth7", None), ("ens3", "net%d")]
+    assert build(config(), bundle)["net_devices"] == []
+
+
+@pytest.mark.parametrize("devices, path, words", [
+    ({"eth/1": {}}, "linux.netDevices.eth/1", ["not a network device name"]),
+    ({"a" * 16: {}}, f"linux.netDevices.{'a' * 16}", ["not a network device name"]),
+    ({"eth1": {"name": "in side"}}, "linux.netDevices.eth1.name", ["'in side'", "whitespace"]),
+    ({"eth1": {"name": "a:b"}}, "linux.netDevices.eth1.name", ["'a:b'"]),
+    ({"eth1": {"name": ".."}}, "linux.netDevices.eth1.name", ["'..'"]),
+    ({"eth1": {"name": ""}}, "linux.netDevices.eth1.name", ["''"]),
+])
+def test_net_devices_refused(bundle, devices, path, words):
+    cfg = config()
+    cfg["linux"]["netDevices"] = devices
+    refused(cfg, bundle, path, *words)
+
+
+def test_net_devices_need_a_network_namespace(bundle):
+    cfg = config()
+    cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "network"]
+    cfg["linux"]["netDevices"] = {"eth1": {}}
+    refused(cfg, bundle, "linux.netDevices", "needs a network namespace")
 
 
 def test_empty_resources_are_fine(bundle):
@@ -713,3 +739,166 @@ def test_config_error_str_for_whole_document():
     assert str(ConfigError("", "bad")) == "config.json: bad"
     e = ConfigError("a.b[1]", "msg")
     assert (e.path, e.message, str(e)) == ("a.b[1]", "msg", "a.b[1]: msg")
+
+
+# --- the init's own attributes (linux/procattrs.py) -----------------------------------------
+
+def attrs(bundle, process=None, linux=None):
+    cfg = config()
+    cfg["process"].update(process or {})
+    cfg["linux"].update(linux or {})
+    return build(cfg, bundle)
+
+
+def refused_attr(bundle, path, *words, process=None, linux=None):
+    cfg = config()
+    cfg["process"].update(process or {})
+    cfg["linux"].update(linux or {})
+    return refused(cfg, bundle, path, *words)
+
+
+DL = {"policy": "SCHED_DEADLINE", "runtime": 2000, "deadline": 5000, "period": 10000}
+
+
+@pytest.mark.parametrize("sched, path, words", [
+    ({}, "process.scheduler.policy", ["is required"]),
+    ({"policy": "SCHED_NOPE"}, "process.scheduler.policy", ["unknown policy 'SCHED_NOPE'"]),
+    ({"policy": "SCHED_ISO"}, "process.scheduler.policy", ["not implemented by Linux"]),
+    ({"policy": "SCHED_OTHER", "flags": ["SCHED_FLAG_RECLAIM", "SCHED_FLAG_X"]}, "process.scheduler.flags[1]",
+     ["SCHED_FLAG_X"]),
+    # runc's rules
+    ({"policy": "SCHED_OTHER", "nice": 20}, "process.scheduler.nice", ["-20 to 19"]),
+    ({"policy": "SCHED_BATCH", "nice": -21}, "process.scheduler.nice", ["-20 to 19"]),
+    ({"policy": "SCHED_OTHER", "priority": 5}, "process.scheduler.priority", ["only SCHED_FIFO and SCHED_RR"]),
+    ({"policy": "SCHED_IDLE", "priority": 1}, "process.scheduler.priority", ["not SCHED_IDLE"]),
+    ({"policy": "SCHED_OTHER", "runtime": 1}, "process.scheduler", ["SCHED_DEADLINE only"]),
+    ({"policy": "SCHED_FIFO", "priority": 1, "period": 5}, "process.scheduler", ["SCHED_DEADLINE only"]),
+    # the kernel's
+    ({"policy": "SCHED_FIFO"}, "process.scheduler.priority", ["1 to 99, not 0"]),
+    ({"policy": "SCHED_RR", "priority": 100}, "process.scheduler.priority", ["1 to 99, not 100"]),
+    ({**DL, "runtime": 1023}, "process.scheduler.runtime", ["at least 1024"]),
+    ({**DL, "deadline": 0}, "process.scheduler.deadline", ["needs a deadline"]),
+    ({**DL, "runtime": 6000}, "process.scheduler.runtime", ["more than the deadline"]),
+    ({**DL, "period": 4000}, "process.scheduler.deadline", ["more than the period"]),
+    ({"policy": "SCHED_OTHER", "nice": "5"}, "process.scheduler.nice", ["integer"]),
+])
+def test_scheduler_refused(bundle, sched, path, words):
+    refused_attr(bundle, path, *words, process={"scheduler": sched})
+
+
+def test_scheduler_numbers(bundle):
+    p = attrs(bundle, process={"scheduler": {"policy": "SCHED_RR", "priority": 42, "flags": [
+        "SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_KEEP_PARAMS"]}})
+    s = p["process"]["scheduler"]
+    assert (s["policy"], s["flags"], s["priority"], s["nice"]) == (2, 0x11, 42, 0)
+    assert s["label"] == "SCHED_RR, SCHED_FLAG_RESET_ON_FORK, SCHED_FLAG_KEEP_PARAMS, priority 42"
+    s = attrs(bundle, process={"scheduler": DL})["process"]["scheduler"]
+    assert (s["policy"], s["runtime"], s["deadline"], s["period"]) == (6, 2000, 5000, 10000)
+    # a deadline without a period: the kernel takes the deadline as the period
+    assert attrs(bundle, process={"scheduler": {**DL, "period": 0}})["process"]["scheduler"]["period"] == 0
+
+
+def test_scheduler_nice_under_realtime_is_warned(bundle, capsys):
+    """runc passes it on silently; the kernel ignores nice for realtime and deadline tasks."""
+    attrs(bundle, process={"scheduler": {"policy": "SCHED_FIFO", "priority": 1, "nice": 3}})
+    assert "process.scheduler.nice: has no effect under SCHED_FIFO" in capsys.readouterr().err
+    attrs(bundle, process={"scheduler": {"policy": "SCHED_OTHER", "nice": 3}})
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("io, path", [({"class": "IOPRIO_CLASS_NONE", "priority": 0}, "process.ioPriority.class"),
+                                      ({"priority": 0}, "process.ioPriority.class"),
+                                      ({"class": "IOPRIO_CLASS_BE", "priority": 8}, "process.ioPriority.priority"),
+                                      ({"class": "IOPRIO_CLASS_RT", "priority": -1}, "process.ioPriority.priority"),
+                                      ({"class": "IOPRIO_CLASS_RT"}, "process.ioPriority.priority")])
+def test_io_priority_refused(bundle, io, path):
+    refused_attr(bundle, path, process={"ioPriority": io})
+
+
+@pytest.mark.parametrize("cls, level, value", [("IOPRIO_CLASS_RT", 0, 1 << 13), ("IOPRIO_CLASS_BE", 4, 2 << 13 | 4),
+                                                ("IOPRIO_CLASS_IDLE", 7, 3 << 13 | 7)])
+def test_io_priority_value(bundle, cls, level, value):
+    assert attrs(bundle, process={"ioPriority": {"class": cls, "priority": level}})["process"]["io_priority"] == value
+
+
+@pytest.mark.parametrize("persona, value", [({"domain": "LINUX"}, 0), ({"domain": "LINUX32"}, 8),
+                                            ({"domain": "LINUX32", "flags": ["ADDR_NO_RANDOMIZE", "UNAME26"]},
+                                             0x8 | 0x40000 | 0x20000)])
+def test_personality_value(bundle, persona, value):
+    assert attrs(bundle, linux={"personality": persona})["process"]["personality"] == value
+
+
+@pytest.mark.parametrize("persona, path, words", [({"domain": "LINUX64"}, "linux.personality.domain", ["LINUX64"]),
+                                                  ({"flags": []}, "linux.personality.domain", ["required"]),
+                                                  ({"domain": "LINUX", "flags": ["UNAME26", "PER_BSD"]},
+                                                   "linux.personality.flags[1]", ["PER_BSD"])])
+def test_personality_refused(bundle, persona, path, words):
+    refused_attr(bundle, path, *words, linux={"personality": persona})
+
+
+def test_memory_policy_value(bundle):
+    m = attrs(bundle, linux={"memoryPolicy": {"mode": "MPOL_INTERLEAVE", "nodes": " 0-1, 65,,",
+                                              "flags": ["MPOL_F_STATIC_NODES"]}})["process"]["memory_policy"]
+    assert m["mode"] == 3 | 1 << 15 and m["nodes"] == [0b11, 0b10]
+    assert m["label"].startswith("MPOL_INTERLEAVE|MPOL_F_STATIC_NODES, nodes  0-1, 65,,; this host's nodes: ")
+    m = attrs(bundle, linux={"memoryPolicy": {"mode": "MPOL_LOCAL"}})["process"]["memory_policy"]
+    assert (m["mode"], m["nodes"]) == (4, [])
+
+
+@pytest.mark.parametrize("mpol, path, words", [
+    ({"mode": "MPOL_NOPE"}, "linux.memoryPolicy.mode", ["MPOL_NOPE"]),
+    ({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_NOPE"]}, "linux.memoryPolicy.flags[0]", ["MPOL_F_NOPE"]),
+    ({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES"]},
+     "linux.memoryPolicy.flags", ["exclude each other"]),
+    ({"mode": "MPOL_DEFAULT", "nodes": "0"}, "linux.memoryPolicy.nodes", ["takes no nodes"]),
+    ({"mode": "MPOL_LOCAL", "nodes": "1"}, "linux.memoryPolicy.nodes", ["takes no nodes"]),
+    ({"mode": "MPOL_BIND"}, "linux.memoryPolicy.nodes", ["at least one node"]),
+    ({"mode": "MPOL_WEIGHTED_INTERLEAVE", "nodes": ","}, "linux.memoryPolicy.nodes", ["no CPU or node"]),
+    ({"mode": "MPOL_BIND", "nodes": "3-1"}, "linux.memoryPolicy.nodes", ["invalid range '3-1'"]),
+    ({"mode": "MPOL_BIND", "nodes": "1-"}, "linux.memoryPolicy.nodes", ["'1-' is not a number"]),
+    ({"mode": "MPOL_BIND", "nodes": "0x1"}, "linux.memoryPolicy.nodes", ["not a number"]),
+    ({"mode": "MPOL_BIND", "nodes": "65537"}, "linux.memoryPolicy.nodes", ["0 to 65536"]),
+])
+def test_memory_policy_refused(bundle, mpol, path, words):
+    refused_attr(bundle, path, *words, linux={"memoryPolicy": mpol})
+
+
+def test_memory_policy_preferred_takes_zero_nodes_or_more(bundle):
+    for nodes in (None, "0", "0-1"):
+        mpol = {"mode": "MPOL_PREFERRED", **({"nodes": nodes} if nodes else {})}
+        assert attrs(bundle, linux={"memoryPolicy": mpol})["process"]["memory_policy"]["mode"] == 1
+
+
+def test_exec_cpu_affinity_checked_not_applied(bundle):
+    p = attrs(bundle, process={"execCPUAffinity": {"initial": "0-3,7", "final": "1"}})
+    assert p == attrs(bundle)  # nothing for the init to do
+    refused_attr(bundle, "process.execCPUAffinity.final", "'1--2'",
+                 process={"execCPUAffinity": {"initial": "0", "final": "1--2"}})
+
+
+def test_wait_joined_before_scheduler_or_memory_policy(bundle):
+    """The init takes 'C' (in its cgroups) before setting them: last, or before the hooks."""
+    for process, linux in (({"scheduler": {"policy": "SCHED_BATCH"}}, {}),
+                           ({}, {"memoryPolicy": {"mode": "MPOL_LOCAL"}})):
+        p = attrs(bundle, process, linux)
+        assert ops(p)[-1] == "wait_joined" and p["waits_for_join"]
+    cfg = config(hooks={"createRuntime": HOOK})
+    cfg["process"]["scheduler"] = {"policy": "SCHED_BATCH"}
+    order = ops(build(cfg, bundle))
+    assert order[order.index("hooks") - 2:order.index("hooks") + 1] == ["wait_parent", "wait_joined", "hooks"]
+
+
+def test_no_wait_joined_for_the_rest(bundle):
+    p = attrs(bundle, {"ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 1}},
+              {"personality": {"domain": "LINUX32"}})
+    assert "wait_joined" not in ops(p) and not p["waits_for_join"]
+    assert not attrs(bundle)["waits_for_join"]
+
+
+def test_cgroup_namespace_step_is_the_wait(bundle):
+    """unshare_cgroupns already waits for 'C': no second wait for the same message."""
+    cfg = config()
+    cfg["linux"]["namespaces"].append({"type": "cgroup"})
+    cfg["process"]["scheduler"] = {"policy": "SCHED_BATCH"}
+    p = build(cfg, bundle)
+    assert ops(p).count("unshare_cgroupns") == 1 and "wait_joined" not in ops(p) and p["waits_for_join"]

@@ -75,11 +75,12 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
         if plan["waits_for_parent"]:
             init.send(b"G")
         cgroups.join(cgroup_paths, init.pid)
-        if plan["unshare_cgroupns"]:
+        if plan["waits_for_join"]:
             init.send(b"C")
         data["freezer"] = cgroups.freezer_file(cgroup_paths)
         if plan["stops_at_hooks"]:
             init.expect(b"H")
+            _move_net_devices(plan, init)
             hook_state = state.spec_state(data, "created")
             hooks.run(hooks.entries(config, "prestart"), hook_state, fatal=True)
             hooks.run(hooks.entries(config, "createRuntime"), hook_state, fatal=True)
@@ -88,6 +89,8 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
         if listener:
             _hand_over_listener(listener, init.expect_fd(b"N"), state.spec_state(data, "creating"))
         init.expect(b"R")
+        if not plan["stops_at_hooks"]:
+            _move_net_devices(plan, init)
         container.save()
         if pid_file:
             _write_pid_file(pid_file, init.pid)
@@ -97,6 +100,15 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
             hooks.run(hooks.entries(config, "poststop"), state.spec_state(container.data, "stopped"), fatal=False)
         raise
     return container, init
+
+
+def _move_net_devices(plan, init):
+    """linux.netDevices, once the init is known to be alive and waiting (at 'H' or 'R': an
+    init that failed before has said why), before any hook and the program."""
+    if plan["net_devices"]:
+        from .. import netdevices
+
+        netdevices.move(plan["net_devices"], init.pid)
 
 
 def _cgroup_host(linux):

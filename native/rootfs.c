@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <linux/magic.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -58,11 +60,55 @@ static int open_target(int rootfd, const struct oci_step *s, int create)
     return fd;
 }
 
+/* Inside /proc only these may be covered (what lxcfs binds; runc's list). */
+static const char *const proc_coverable[] = {
+    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps", "/proc/uptime",
+    "/proc/loadavg", "/proc/slabinfo", "/proc/sys/kernel/ns_last_pid", "/proc/sys/crypto/fips_enabled",
+};
+
+/* runc's checkProcMount, on where the destination really resolved (a link in the rootfs
+ * may lead there): a mount over procfs would redirect what is done through /proc later —
+ * the masks and sysctls go through /proc/self/fd and /proc/sys (the CVE-2019-16884 and
+ * CVE-2025-52881 class). /proc itself takes only a procfs, or a bind of one. */
+static void check_destination(int rootfd, int fd, const struct oci_step *s)
+{
+    char root[4096], dst[4096], buf[32];
+    ssize_t rn = readlink(oci_fdpath(rootfd, buf), root, sizeof(root) - 1);
+    ssize_t dn = readlink(oci_fdpath(fd, buf), dst, sizeof(dst) - 1);
+    const char *rel;
+    struct statfs sf;
+    size_t i;
+
+    if (rn <= 0 || dn <= 0)
+        oci_fail(1, "%s: read back where %s resolved", s->label, s->dst);
+    root[rn] = dst[dn] = '\0';
+    if (rn == 1)
+        rn = 0; /* the root is "/" */
+    if (strncmp(dst, root, rn) || (dst[rn] != '/' && dst[rn] != '\0'))
+        oci_fail(0, "%s: %s resolved to %s, outside the rootfs %s", s->label, s->dst, dst, root);
+    rel = dst[rn] ? dst + rn : "/";
+    if (strncmp(rel, "/proc", 5) || (rel[5] != '/' && rel[5] != '\0'))
+        return;
+    if (!rel[5]) {
+        if (s->fstype && !strcmp(s->fstype, "proc"))
+            return;
+        if ((s->flags & MS_BIND) && statfs(s->src, &sf) == 0 && sf.f_type == PROC_SUPER_MAGIC)
+            return;
+        oci_fail(0, "%s: %s is /proc in the container: only a procfs may be mounted there", s->label, s->dst);
+    }
+    for (i = 0; i < sizeof(proc_coverable) / sizeof(proc_coverable[0]); i++)
+        if (!strcmp(rel, proc_coverable[i]))
+            return;
+    oci_fail(0, "%s: %s resolved to %s in the container, inside /proc: refused", s->label, s->dst, rel);
+}
+
 static void do_mount(int rootfd, const struct oci_step *s)
 {
     char buf[32];
     int fd = open_target(rootfd, s, S_ISREG(s->mode) ? 2 : 1);
     unsigned long flags = s->flags;
+
+    check_destination(rootfd, fd, s);
 
     if (mount(s->src, oci_fdpath(fd, buf), s->fstype, flags, s->data) < 0)
         oci_fail(1, "%s: mount %s on %s", s->label, s->src ? s->src : s->fstype, s->dst);

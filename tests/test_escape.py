@@ -3,8 +3,12 @@ swapped during setup) or a leaked descriptor must never give the container the h
 
 Each test says which naive behaviour it catches. Every check is made where it matters:
 from inside the container (its mountinfo, what it can read) and on the host (its mount
-table, its files, /proc/sys/kernel/core_pattern unchanged). No test ever writes to a host
-sysctl: an attack aimed at core_pattern is judged by where it was mounted, never by a write.
+table, its files, its core_pattern and hostname unchanged).
+
+The attacks aim at /proc/sys/kernel/hostname, never at core_pattern: as writable to root,
+but the container's own (it has a uts namespace), so even a vulnerable runtime changes
+nothing of the host's. (runc 1.1.5, given a /dev/null linked to core_pattern, reopens its
+stdio onto that "/dev/null" and the container's output goes into the sysctl.)
 """
 
 import os
@@ -17,12 +21,16 @@ from test_mounts import add_mount, host_mount_points, parse_mountinfo
 
 pytestmark = pytest.mark.root
 
-CORE_PATTERN = "/proc/sys/kernel/core_pattern"
+SYSCTL = "/proc/sys/kernel/hostname"  # what planted links aim at: see above
+HOST_SYSCTLS = ("/proc/sys/kernel/core_pattern", SYSCTL)
 
 
-def read_core_pattern():
-    with open(CORE_PATTERN) as f:
-        return f.read()
+def read_host_sysctls():
+    out = {}
+    for path in HOST_SYSCTLS:
+        with open(path) as f:
+            out[path] = f.read()
+    return out
 
 
 @pytest.fixture
@@ -38,11 +46,11 @@ def host_dir():
 
 
 @pytest.fixture
-def core_pattern_unchanged():
-    """Fails the test if /proc/sys/kernel/core_pattern changed on the host."""
-    before = read_core_pattern()
+def host_sysctls_unchanged():
+    """Fails the test if the host's core_pattern or hostname changed."""
+    before = read_host_sysctls()
     yield
-    assert read_core_pattern() == before, "the host's core_pattern changed"
+    assert read_host_sysctls() == before, "a host sysctl changed"
 
 
 def without_dev_mounts(bundle):
@@ -81,17 +89,17 @@ def test_tmpfs_through_symlink_into_proc_is_refused(runtime, make_bundle, where,
     assert refused(code, err, f"mounts[{i}]"), (code, out, err)
 
 
-def test_file_bind_through_symlink_onto_core_pattern_is_refused(runtime, make_bundle, tmp_path,
-                                                                core_pattern_unchanged):
-    """Naive: binds a bundle file over the container's core_pattern (or the host's)."""
+def test_file_bind_through_symlink_onto_a_sysctl_is_refused(runtime, make_bundle, tmp_path,
+                                                            host_sysctls_unchanged):
+    """Naive: binds a bundle file over the container's sysctl file (or the host's)."""
     payload = tmp_path / "payload"
-    payload.write_text("|/payload\n")
-    bundle = make_bundle("cat", CORE_PATTERN)
-    os.symlink(CORE_PATTERN, bundle.rootfs / "etc/cp")
-    i = add_mount(bundle, "/etc/cp", "bind", payload, ["bind"])
+    payload.write_text("payload\n")
+    bundle = make_bundle("cat", SYSCTL)
+    os.symlink(SYSCTL, bundle.rootfs / "etc/link")
+    i = add_mount(bundle, "/etc/link", "bind", payload, ["bind"])
     bundle.write()
     code, out, err = runtime.run_output(bundle)
-    assert CORE_PATTERN not in host_mount_points()
+    assert SYSCTL not in host_mount_points()
     assert refused(code, err, f"mounts[{i}]"), (code, out, err)
 
 
@@ -148,3 +156,96 @@ def test_bind_through_dev_symlink_stays_in_rootfs(runtime, make_bundle, tmp_path
     assert sorted(os.listdir(host_dir)) == ["host-marker"], "something was made in the host directory"
     assert not [p for p in host_mount_points() if p.startswith(host_dir)]
     assert out == "from-volume\n"
+
+
+# --- 3. masked and read-only paths against a planted or swapped /dev/null (CVE-2025-31133) ----
+# A masked file is covered by a bind of the container's /dev/null. If that is a link to
+# core_pattern, a naive runtime binds the host's core_pattern, writable, over the masked
+# path (here: a link to the harmless SYSCTL); if it is a regular file, that file; if it is
+# missing, old runc skipped the mask.
+
+MASK_PROBE = "wc -c < /proc/timer_list; cat /proc/self/mountinfo"
+
+
+def masked_or_refused(code, out, err):
+    """Either the runtime refused with one line about /dev/null, or /proc/timer_list is
+    really masked: empty, and what covers it is not a procfs file (the linked sysctl)."""
+    if code != 0:
+        assert refused(code, err, "/dev/null"), (code, out, err)
+        return
+    first, _, mountinfo = out.partition("\n")
+    covers = [m for m in parse_mountinfo(mountinfo) if m["point"] == "/proc/timer_list"]
+    assert covers, "/proc/timer_list is not masked"
+    assert covers[-1]["fstype"] != "proc", f"a procfs file covers /proc/timer_list: {covers[-1]}"
+    assert first.strip() == "0", "/proc/timer_list is readable"
+
+
+@pytest.mark.parametrize("planted", ["link-sysctl", "link-dotdot-sysctl", "regular-file"])
+def test_planted_dev_null_never_masks(runtime, make_bundle, host_sysctls_unchanged, planted):
+    """No /dev tmpfs: the rootfs's dev/null is what the masks would use. Naive: binds
+    whatever /dev/null resolves to over each masked file."""
+    bundle = make_bundle("sh", "-c", MASK_PROBE)
+    without_dev_mounts(bundle)
+    null = bundle.rootfs / "dev/null"
+    if planted == "regular-file":
+        null.write_text("not the null device\n")
+    else:
+        os.symlink(SYSCTL if planted == "link-sysctl" else "../../../.." + SYSCTL, null)
+    bundle.write()
+    masked_or_refused(*runtime.run_output(bundle))
+    assert SYSCTL not in host_mount_points()
+
+
+@pytest.mark.parametrize("swap", ["link-sysctl", "regular-file", "removed"])
+def test_dev_null_swapped_during_setup_never_masks(runtime, make_bundle, host_sysctls_unchanged, swap):
+    """A createContainer hook runs in the container's mount namespace after the devices are
+    made and before the masks: it stands for whoever swaps the container's /dev/null in
+    that window. Naive: trusts the /dev/null it made itself (runc before 1.2.8), or skips
+    a mask whose /dev/null is missing (runc before 1.0)."""
+    bundle = make_bundle("sh", "-c", MASK_PROBE)
+    null = f"{bundle.path.resolve()}/rootfs/dev/null"
+    plant = {"link-sysctl": f"ln -s {SYSCTL} {null}",
+             "regular-file": f"echo not-null > {null}", "removed": "true"}[swap]
+    bundle.config["hooks"] = {"createContainer": [
+        {"path": "/bin/sh", "args": ["sh", "-c", f"rm -f {null} && {plant}"]}]}
+    bundle.write()
+    masked_or_refused(*runtime.run_output(bundle))
+
+
+def test_dev_without_null_never_skips_masks(runtime, make_bundle, tmp_path):
+    """/dev is bound from a directory with no null device. Naive: the mask's bind of
+    /dev/null fails with ENOENT, taken for "the masked path doesn't exist", and skipped."""
+    host_dev = tmp_path / "hostdev"
+    host_dev.mkdir()
+    bundle = make_bundle("sh", "-c", MASK_PROBE)
+    without_dev_mounts(bundle)
+    add_mount(bundle, "/dev", "bind", host_dev, ["rbind"])
+    bundle.write()
+    masked_or_refused(*runtime.run_output(bundle))
+    assert os.listdir(host_dev) == []
+
+
+@pytest.mark.parametrize("form", ["absolute", "relative"])
+def test_masked_and_readonly_paths_through_links_stay_in_rootfs(runtime, make_bundle, host_dir, form):
+    """maskedPaths and readonlyPaths entries that are links to a host directory and file.
+    Naive: resolves them on the host (before pivot_root, or outside the root) and masks or
+    binds read-only the host's instead of the container's, which stays readable/writable."""
+    name = os.path.basename(host_dir)
+    lead = host_dir if form == "absolute" else "../../../../.." + host_dir
+    bundle = make_bundle("sh", "-c", f"wc -c < /etc/m; touch /etc/r/x 2>&1; touch /tmp/{name}/y && echo rw")
+    bundle.config["root"]["readonly"] = False
+    inside = bundle.rootfs / "tmp" / name
+    (inside / "ro").mkdir(parents=True)
+    (inside / "host-marker").write_text("the rootfs's own\n")
+    os.symlink(lead + "/host-marker", bundle.rootfs / "etc/m")
+    os.symlink(lead + "/ro", bundle.rootfs / "etc/r")
+    bundle.config["linux"]["maskedPaths"].append("/etc/m")
+    bundle.config["linux"]["readonlyPaths"].append("/etc/r")
+    bundle.write()
+    out = run_ok(runtime, bundle)
+    assert out.splitlines()[0] == "0", "the rootfs's file behind the link is not masked"
+    assert "Read-only file system" in out.splitlines()[1], "the rootfs's directory behind the link is writable"
+    assert out.splitlines()[2] == "rw"
+    assert not [p for p in host_mount_points() if p.startswith(host_dir)]
+    assert sorted(os.listdir(host_dir)) == ["host-marker"]
+

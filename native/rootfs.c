@@ -150,7 +150,8 @@ static int open_parent(int rootfd, const struct oci_step *s, const char **base)
 static void do_mknod(int rootfd, const struct oci_step *s, int userns)
 {
     const char *base;
-    int fd;
+    struct stat st;
+    int fd, pfd;
 
     if (userns) {
         /* mknod is not allowed in a user namespace: bind the host's node. */
@@ -162,14 +163,20 @@ static void do_mknod(int rootfd, const struct oci_step *s, int userns)
         do_mount(rootfd, &bind);
         return;
     }
-    fd = open_parent(rootfd, s, &base);
-    if (mknodat(fd, base, s->mode, s->dev) < 0 && errno != EEXIST)
+    pfd = open_parent(rootfd, s, &base);
+    if (mknodat(pfd, base, s->mode, s->dev) < 0 && errno != EEXIST)
         oci_fail(1, "%s: mknod %s", s->label, s->dst);
-    close(fd);
-    fd = open_target(rootfd, s, 0);
+    /* What is there now, not what it links to: a node the rootfs already had passes only
+     * if it is that device, so the owner never goes through a planted link. */
+    fd = openat(pfd, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0)
+        oci_fail(1, "%s: %s", s->label, s->dst);
+    if ((st.st_mode & S_IFMT) != (s->mode & S_IFMT) || (!S_ISFIFO(st.st_mode) && st.st_rdev != s->dev))
+        oci_fail(0, "%s: %s is in the rootfs already, and is not that device", s->label, s->dst);
     if (fchownat(fd, "", s->uid, s->gid, AT_EMPTY_PATH) < 0)
         oci_fail(1, "%s: chown %s", s->label, s->dst);
     close(fd);
+    close(pfd);
 }
 
 static void do_symlink(int rootfd, const struct oci_step *s)

@@ -249,3 +249,23 @@ def test_masked_and_readonly_paths_through_links_stay_in_rootfs(runtime, make_bu
     assert not [p for p in host_mount_points() if p.startswith(host_dir)]
     assert sorted(os.listdir(host_dir)) == ["host-marker"]
 
+
+@pytest.mark.parametrize("link", ["/etc/passwd", "../../../etc/passwd"])
+def test_device_over_planted_link_never_chowns_its_target(runtime, make_bundle, link):
+    """No /dev tmpfs, and the rootfs's dev/mydev is a link to its /etc/passwd. Naive: mknod
+    fails with EEXIST and the device's uid/gid are then applied through the link, handing
+    /etc/passwd to the container's unprivileged user."""
+    bundle = make_bundle("sh", "-c", "stat -c '%u:%g %F' /dev/mydev /etc/passwd")
+    without_dev_mounts(bundle)
+    os.symlink(link, bundle.rootfs / "dev/mydev")
+    bundle.config["linux"]["devices"] = [
+        {"path": "/dev/mydev", "type": "c", "major": 1, "minor": 3, "uid": 1000, "gid": 1000}]
+    bundle.write()
+    code, out, err = runtime.run_output(bundle)
+    st = os.stat(bundle.rootfs / "etc/passwd")
+    assert (st.st_uid, st.st_gid) == (0, 0), "the device's owner went to the link's target"
+    if code == 0:  # the device made, or the link left alone (runc leaves what exists)
+        assert out.splitlines()[0] in ("1000:1000 character special file", "0:0 symbolic link"), out
+        assert out.splitlines()[1] == "0:0 regular file", out
+    else:
+        assert refused(code, err, "linux.devices[0]"), (code, out, err)

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <linux/magic.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -58,11 +60,55 @@ static int open_target(int rootfd, const struct oci_step *s, int create)
     return fd;
 }
 
+/* Inside /proc only these may be covered (what lxcfs binds; runc's list). */
+static const char *const proc_coverable[] = {
+    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps", "/proc/uptime",
+    "/proc/loadavg", "/proc/slabinfo", "/proc/sys/kernel/ns_last_pid", "/proc/sys/crypto/fips_enabled",
+};
+
+/* runc's checkProcMount, on where the destination really resolved (a link in the rootfs
+ * may lead there): a mount over procfs would redirect what is done through /proc later —
+ * the masks and sysctls go through /proc/self/fd and /proc/sys (the CVE-2019-16884 and
+ * CVE-2025-52881 class). /proc itself takes only a procfs, or a bind of one. */
+static void check_destination(int rootfd, int fd, const struct oci_step *s)
+{
+    char root[4096], dst[4096], buf[32];
+    ssize_t rn = readlink(oci_fdpath(rootfd, buf), root, sizeof(root) - 1);
+    ssize_t dn = readlink(oci_fdpath(fd, buf), dst, sizeof(dst) - 1);
+    const char *rel;
+    struct statfs sf;
+    size_t i;
+
+    if (rn <= 0 || dn <= 0)
+        oci_fail(1, "%s: read back where %s resolved", s->label, s->dst);
+    root[rn] = dst[dn] = '\0';
+    if (rn == 1)
+        rn = 0; /* the root is "/" */
+    if (strncmp(dst, root, rn) || (dst[rn] != '/' && dst[rn] != '\0'))
+        oci_fail(0, "%s: %s resolved to %s, outside the rootfs %s", s->label, s->dst, dst, root);
+    rel = dst[rn] ? dst + rn : "/";
+    if (strncmp(rel, "/proc", 5) || (rel[5] != '/' && rel[5] != '\0'))
+        return;
+    if (!rel[5]) {
+        if (s->fstype && !strcmp(s->fstype, "proc"))
+            return;
+        if ((s->flags & MS_BIND) && statfs(s->src, &sf) == 0 && sf.f_type == PROC_SUPER_MAGIC)
+            return;
+        oci_fail(0, "%s: %s is /proc in the container: only a procfs may be mounted there", s->label, s->dst);
+    }
+    for (i = 0; i < sizeof(proc_coverable) / sizeof(proc_coverable[0]); i++)
+        if (!strcmp(rel, proc_coverable[i]))
+            return;
+    oci_fail(0, "%s: %s resolved to %s in the container, inside /proc: refused", s->label, s->dst, rel);
+}
+
 static void do_mount(int rootfd, const struct oci_step *s)
 {
     char buf[32];
     int fd = open_target(rootfd, s, S_ISREG(s->mode) ? 2 : 1);
     unsigned long flags = s->flags;
+
+    check_destination(rootfd, fd, s);
 
     if (mount(s->src, oci_fdpath(fd, buf), s->fstype, flags, s->data) < 0)
         oci_fail(1, "%s: mount %s on %s", s->label, s->src ? s->src : s->fstype, s->dst);
@@ -104,7 +150,8 @@ static int open_parent(int rootfd, const struct oci_step *s, const char **base)
 static void do_mknod(int rootfd, const struct oci_step *s, int userns)
 {
     const char *base;
-    int fd;
+    struct stat st;
+    int fd, pfd;
 
     if (userns) {
         /* mknod is not allowed in a user namespace: bind the host's node. */
@@ -116,14 +163,20 @@ static void do_mknod(int rootfd, const struct oci_step *s, int userns)
         do_mount(rootfd, &bind);
         return;
     }
-    fd = open_parent(rootfd, s, &base);
-    if (mknodat(fd, base, s->mode, s->dev) < 0 && errno != EEXIST)
+    pfd = open_parent(rootfd, s, &base);
+    if (mknodat(pfd, base, s->mode, s->dev) < 0 && errno != EEXIST)
         oci_fail(1, "%s: mknod %s", s->label, s->dst);
-    close(fd);
-    fd = open_target(rootfd, s, 0);
+    /* What is there now, not what it links to: a node the rootfs already had passes only
+     * if it is that device, so the owner never goes through a planted link. */
+    fd = openat(pfd, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0)
+        oci_fail(1, "%s: %s", s->label, s->dst);
+    if ((st.st_mode & S_IFMT) != (s->mode & S_IFMT) || (!S_ISFIFO(st.st_mode) && st.st_rdev != s->dev))
+        oci_fail(0, "%s: %s is in the rootfs already, and is not that device", s->label, s->dst);
     if (fchownat(fd, "", s->uid, s->gid, AT_EMPTY_PATH) < 0)
         oci_fail(1, "%s: chown %s", s->label, s->dst);
     close(fd);
+    close(pfd);
 }
 
 static void do_symlink(int rootfd, const struct oci_step *s)

@@ -285,6 +285,45 @@ def test_no_new_privileges(runtime, make_bundle, nnp, shown):
     assert run_ok(runtime, bundle).split() == ["NoNewPrivs:", shown]
 
 
+SETUID_PROBE = r"""
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+int main(void)
+{
+    char line[256];
+    FILE *f = fopen("/proc/self/status", "r");
+    printf("euid=%d\n", (int)geteuid());
+    while (f && fgets(line, sizeof(line), f))
+        if (!strncmp(line, "NoNewPrivs:", 11) || !strncmp(line, "CapEff:", 7))
+            fputs(line, stdout);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+def test_setuid_binary_and_no_new_privileges(runtime, make_bundle, tmp_path, nnp):
+    """A setuid-root program run by uid 1000: with noNewPrivileges it gains nothing (euid
+    stays 1000, no effective capabilities); without, it becomes root with capabilities —
+    so a runtime that ignored noNewPrivileges fails the first case."""
+    bundle = make_bundle("/bin/setuid-probe")
+    source = tmp_path / "probe.c"
+    source.write_text(SETUID_PROBE)
+    target = bundle.rootfs / "bin" / "setuid-probe"
+    subprocess.run(["gcc", "-static", "-O2", "-o", str(target), str(source)], check=True)
+    os.chown(target, 0, 0)
+    os.chmod(target, 0o4755)
+    bundle.config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    bundle.config["process"]["noNewPrivileges"] = nnp
+    bundle.write()
+    f = status_fields(run_ok(runtime, bundle).replace("=", ":\t"))
+    if nnp:
+        assert (f["euid"], f["NoNewPrivs"], f["CapEff"]) == ("1000", "1", "0" * 16), f
+    else:
+        assert f["euid"] == "0" and f["NoNewPrivs"] == "0" and int(f["CapEff"], 16) != 0, f
+
+
 # --- capabilities ---------------------------------------------------------------------------
 
 CAPS = "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb):' /proc/self/status"

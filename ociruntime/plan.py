@@ -332,6 +332,14 @@ def _check_sysctl(key, namespaces_):
         raise ConfigError(label, f"needs a {needed} namespace: without one it would change the host's")
 
 
+def _oom_score_adj(value):
+    """The kernel takes -1000..1000 in /proc/<pid>/oom_score_adj (found by tests/test_fuzz.py:
+    a value past int's range used to end in a traceback)."""
+    if value is not None and not -1000 <= value <= 1000:
+        raise ConfigError("process.oomScoreAdj", f"{value} is outside the kernel's range -1000..1000")
+    return value
+
+
 def _clean(path):
     """An absolute, normalized path ("//x" is kept by normpath: strip it to "/x")."""
     return "/" + pathnames.normpath("/" + path).lstrip("/")
@@ -488,7 +496,7 @@ def _process(process, start_hooks, seccomp_filter, apparmor_exec=None, selinux_e
         "caps": masks or None,
         "rlimits": limits,
         "no_new_privs": bool(process.get("noNewPrivileges")),
-        "oom_score_adj": process.get("oomScoreAdj"),
+        "oom_score_adj": _oom_score_adj(process.get("oomScoreAdj")),
         "start_hooks": start_hooks,
         "seccomp": seccomp_filter,
         "apparmor_exec": apparmor_exec,

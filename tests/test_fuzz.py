@@ -2,11 +2,10 @@
 
 Whatever the config, the runtime must answer with a container or with one clear error:
 no Python traceback, no hang (each command has a timeout), and nothing left behind —
-no state directory, no mount under the bundle, no process in its rootfs, and (checked
-for all ids at the end by the runtime fixture) no cgroup.
+no state directory, no mount under the bundle, no process in its rootfs, no cgroup.
 
-The number of configs is OCIRUNTIME_FUZZ_EXAMPLES (default 100, what CI runs; about
-20 s here). A longer run: ``OCIRUNTIME_FUZZ_EXAMPLES=3000 pytest tests/test_fuzz.py``.
+The number of configs is OCIRUNTIME_FUZZ_EXAMPLES (default 200, what CI runs; about
+10 s here). A longer run: ``OCIRUNTIME_FUZZ_EXAMPLES=3000 pytest tests/test_fuzz.py``.
 Failing configs are reported together, each with what went wrong.
 """
 
@@ -14,6 +13,7 @@ import copy
 import json
 import os
 import subprocess
+from types import SimpleNamespace
 
 import pytest
 from conftest import leftovers
@@ -25,7 +25,7 @@ from ociruntime.spec import default_config
 
 pytestmark = pytest.mark.root
 
-EXAMPLES = int(os.environ.get("OCIRUNTIME_FUZZ_EXAMPLES", "100"))
+EXAMPLES = int(os.environ.get("OCIRUNTIME_FUZZ_EXAMPLES", "200"))
 TIMEOUT = 30
 
 # Values a config might hold: mostly plausible, sometimes wrong in type or range.
@@ -182,7 +182,7 @@ def test_fuzzed_configs_create_and_delete_cleanly(runtime, make_bundle, tmp_path
                 errors = [line for line in proc.stderr.splitlines() if not line.startswith("ociruntime: warning:")]
                 if len(errors) != 1 or not errors[0].startswith("ociruntime: "):
                     found.append(f"not one clear error line: {proc.stderr[-600:]!r}")
-        left = [x for x in leftovers(runtime, tmp_path) if not x.startswith("cgroup ")]
+        left = leftovers(SimpleNamespace(root=runtime.root, ids={cid}), tmp_path)  # this container's only
         if left:
             found.append(f"left behind: {left}")
             runtime("delete", "--force", cid, check=False)

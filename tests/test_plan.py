@@ -902,3 +902,10 @@ def test_cgroup_namespace_step_is_the_wait(bundle):
     cfg["process"]["scheduler"] = {"policy": "SCHED_BATCH"}
     p = build(cfg, bundle)
     assert ops(p).count("unshare_cgroupns") == 1 and "wait_joined" not in ops(p) and p["waits_for_join"]
+
+
+@pytest.mark.parametrize("value", [-1001, 1001, 2**31, -2**63])
+def test_oom_score_adj_out_of_the_kernels_range(bundle, value):
+    cfg = config()
+    cfg["process"]["oomScoreAdj"] = value
+    refused(cfg, bundle, "process.oomScoreAdj", "outside the kernel's range -1000..1000")

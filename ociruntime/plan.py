@@ -340,6 +340,20 @@ def _oom_score_adj(value):
     return value
 
 
+def _id(value, path):
+    """A uid or gid: 4294967295 is (uid_t)-1, which setresuid/setresgid read as "leave unchanged",
+    so the process would silently keep the runtime's root: refused."""
+    if value == 0xFFFFFFFF:
+        raise ConfigError(path, "4294967295 is (uid_t)-1, which the kernel reads as \"unchanged\"")
+    return value
+
+
+def _umask(value):
+    """umask(2) keeps only the permission bits (mask & 0777), as runc passes the value through;
+    doing it here keeps values past int's range (2**31, found by tests/test_fuzz.py) off the C side."""
+    return -1 if value is None else value & 0o777
+
+
 def _clean(path):
     """An absolute, normalized path ("//x" is kept by normpath: strip it to "/x")."""
     return "/" + pathnames.normpath("/" + path).lstrip("/")
@@ -489,10 +503,11 @@ def _process(process, start_hooks, seccomp_filter, apparmor_exec=None, selinux_e
         "args": args,
         "env": env,
         "cwd": process.get("cwd", "/"),
-        "uid": user.get("uid", 0),
-        "gid": user.get("gid", 0),
-        "groups": user.get("additionalGids") or [],
-        "umask": user.get("umask", -1),
+        "uid": _id(user.get("uid", 0), "process.user.uid"),
+        "gid": _id(user.get("gid", 0), "process.user.gid"),
+        "groups": [_id(g, f"process.user.additionalGids[{i}]")
+                   for i, g in enumerate(user.get("additionalGids") or [])],
+        "umask": _umask(user.get("umask")),
         "caps": masks or None,
         "rlimits": limits,
         "no_new_privs": bool(process.get("noNewPrivileges")),

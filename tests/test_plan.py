@@ -909,3 +909,22 @@ def test_oom_score_adj_out_of_the_kernels_range(bundle, value):
     cfg = config()
     cfg["process"]["oomScoreAdj"] = value
     refused(cfg, bundle, "process.oomScoreAdj", "outside the kernel's range -1000..1000")
+
+
+def test_umask_keeps_the_permission_bits_as_the_kernel_does(bundle):
+    """umask(2) stores mask & 0777; a uint32 past int's range must not reach the C side."""
+    cfg = config()
+    cfg["process"]["user"] = {"uid": 0, "gid": 0, "umask": 2**31 | 0o7027}
+    assert build(cfg, bundle)["process"]["umask"] == 0o027
+
+
+@pytest.mark.parametrize("user, field", [
+    ({"uid": 2**32 - 1, "gid": 0}, "process.user.uid"),
+    ({"uid": 0, "gid": 2**32 - 1}, "process.user.gid"),
+    ({"uid": 0, "gid": 0, "additionalGids": [5, 2**32 - 1]}, "process.user.additionalGids[1]"),
+])
+def test_the_unchanged_id_is_refused(bundle, user, field):
+    """setresuid(-1) leaves the id alone: a config asking for it would keep the runtime's root."""
+    cfg = config()
+    cfg["process"]["user"] = user
+    refused(cfg, bundle, field, "(uid_t)-1")

@@ -372,10 +372,13 @@ def _makedirs(path):
 
 def _write(path, value):
     """One write(2) of a cgroup file, never creating it: a file the kernel lacks is
-    ENOENT (open(..., "w") would try O_CREAT, and cgroupfs answers that with EPERM)."""
+    ENOENT (open(..., "w") would try O_CREAT, and cgroupfs answers that with EPERM).
+    The write's error names the file, as the open's does."""
     fd = posix.open(path, posix.O_WRONLY | posix.O_CLOEXEC)
     try:
         posix.write(fd, value.encode())
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, path) from None
     finally:
         posix.close(fd)
 

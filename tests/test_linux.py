@@ -104,6 +104,54 @@ def test_mount_namespace_is_new(runtime, make_bundle):
     assert " /proc/sys/fs/binfmt_misc " not in out and " /mnt/" not in out
 
 
+def _host_mounts_under(path):
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(str(path))]
+
+
+def test_without_mount_namespace_delete_detaches_the_host_mounts(runtime, make_bundle):
+    """With no mount namespace the container's mounts land on the host (as with runc,
+    which leaves them there); delete takes them away."""
+    bundle = make_bundle("sleep", "100")
+    namespaces_without(bundle, "mount")
+    bundle.write()
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundle.path, cid)
+    rootfs = bundle.path / "rootfs"
+    assert f"{rootfs}/proc" in _host_mounts_under(rootfs)
+    runtime("delete", "--force", cid)
+    assert _host_mounts_under(rootfs) == []
+
+
+def test_without_mount_namespace_a_failed_create_detaches_the_host_mounts(runtime, make_bundle):
+    """The sysctl write fails after the mounts are made: nothing may stay mounted (the
+    autouse leftovers check looks too)."""
+    bundle = make_bundle("true")
+    namespaces_without(bundle, "mount")
+    bundle.config["linux"]["sysctl"] = {"kernel.msgmax": "x"}
+    bundle.write()
+    proc = runtime("create", "--bundle", bundle.path, runtime.new_id(), check=False)
+    assert proc.returncode != 0 and "linux.sysctl.kernel.msgmax" in proc.stderr
+    assert _host_mounts_under(bundle.path) == []
+
+
+def test_without_mount_namespace_an_engines_rootfs_mount_stays(runtime, make_bundle):
+    """An engine mounts the rootfs (containerd's overlay) before create: delete detaches
+    only what the container added on top."""
+    bundle = make_bundle("sleep", "100")
+    namespaces_without(bundle, "mount")
+    bundle.write()
+    rootfs = bundle.path / "rootfs"
+    subprocess.run(["mount", "--bind", rootfs, rootfs], check=True)
+    try:
+        cid = runtime.new_id()
+        runtime("create", "--bundle", bundle.path, cid)
+        runtime("delete", "--force", cid)
+        assert _host_mounts_under(rootfs) == [str(rootfs)]
+    finally:
+        subprocess.run(["umount", rootfs], check=False)
+
+
 def test_cgroup_namespace_shows_root(runtime, make_bundle):
     bundle = make_bundle("sh", "-c", "cat /proc/self/cgroup; " + STAT_NS.format("cgroup"))
     add_namespace(bundle, "cgroup")

@@ -330,6 +330,26 @@ def test_joining_an_existing_cgroup_leaves_it_in_place(runtime, make_bundle):
 
 @pytest.mark.root
 @v1_only
+def test_a_failed_join_names_the_cgroup_file(runtime, make_bundle):
+    """A cpuset cgroup with no cpus takes no process (ENOSPC): the error names the file
+    (it used to say "linux.cgroupsPath: None")."""
+    cid = runtime.new_id()
+    existing = f"/sys/fs/cgroup/cpuset/{cid}"
+    os.mkdir(existing)  # cpuset.cpus starts empty
+    try:
+        bundle = make_bundle("true")
+        bundle.config["linux"]["cgroupsPath"] = f"/{cid}"
+        bundle.write()
+        proc = runtime("create", "--bundle", bundle.path, cid, check=False)
+        assert proc.returncode != 0
+        assert proc.stderr.strip() == (f"ociruntime: linux.cgroupsPath: {existing}/cgroup.procs: "
+                                       "No space left on device"), proc.stderr
+    finally:
+        os.rmdir(existing)
+
+
+@pytest.mark.root
+@v1_only
 def test_kernel_memory_is_accepted_and_a_dropped_knob_warned(runtime, make_bundle):
     """Kernels since 5.16 take memory.kmem.limit_in_bytes and keep "max": then a warning,
     never a silent success; memory.kmem.tcp.limit_in_bytes still holds on v1."""

@@ -3,7 +3,7 @@ createContainer hooks done, pid file written — and return."""
 
 import posix
 
-from .. import SPEC_VERSION, cgroups, fastjson, hooks, pathnames, state
+from .. import SPEC_VERSION, cgroups, fastjson, hooks, hostmounts, pathnames, state
 from .. import config as config_mod
 from .. import plan as plan_mod
 from ..errors import HookError, OCIError
@@ -41,6 +41,8 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
     created_cgroups = []
     try:
         container.data["cgroups_created"] = created_cgroups
+        if plan["host_mounts"]:
+            container.data.update(rootfs=plan["rootfs"], host_mounts=hostmounts.present(plan["rootfs"]))
         try:
             init = Init(plan, console.fileno() if console is not None else -1)
         finally:
@@ -56,6 +58,7 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
             "pid": init.pid,
             "bundle": bundle,
             "rootfs": plan["rootfs"],
+            "host_mounts": data.get("host_mounts"),  # None: the container has its own mount namespace
             "annotations": config.get("annotations") or {},
             "created": timestamp(),
             "owner": "",
@@ -65,7 +68,6 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
             "err_fd": init.err_r,
             "cgroup_paths": cgroup_paths,
             "resources": linux.get("resources") or {},  # what `update` merges into
-            "host_mounts": plan["host_mounts"],
             "hooks": {name: hooks.entries(config, name) for name in ("poststart", "poststop")},
         })
         if plan["uid_map"]:
@@ -152,12 +154,13 @@ def _hand_over_listener(listener, fd, container_state):
 
 
 def _undo(container, init, created_cgroups):
-    """Leave nothing behind: no process, no cgroup, no state directory."""
+    """Leave nothing behind: no process, no cgroup, no host mount, no state directory."""
     if init is not None:
         init.kill()
         init.detach()
     try:
         cgroups.remove(created_cgroups)
+        hostmounts.detach_added(container.data)
     except OCIError as e:
         warn(f"cleaning up after a failed create: {e}")
     container.remove()

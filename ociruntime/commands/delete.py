@@ -5,7 +5,7 @@ import _signal
 import posix
 import time
 
-from .. import cgroups, hooks, state
+from .. import cgroups, hooks, hostmounts, state
 from ..errors import OCIError
 
 
@@ -44,25 +44,12 @@ def _wait_stopped(container, timeout=10.0):
         time.sleep(0.002)
 
 
-def _detach_host_mounts(rootfs):
-    """A container without a mount namespace mounted onto the host, under its rootfs
-    (runc leaves those behind); detach them, deepest first."""
-    from ..native import detach_mount
-
-    prefix = rootfs.rstrip("/") + "/"
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
-    for point in sorted((p for p in points if p.startswith(prefix) or p == rootfs), key=len, reverse=True):
-        detach_mount(point.replace("\\040", " "))
-
-
 def destroy(container):
     """Kill what is left, remove the cgroups, mounts and state, then run poststop."""
     if _kill_all(container):
         _wait_stopped(container)
     cgroups.remove(container.data.get("cgroups_created") or [])
-    if container.data.get("host_mounts"):
-        _detach_host_mounts(container.data["rootfs"])
+    hostmounts.detach_added(container.data)
     final_state = container.spec_state()
     container.remove()
     hooks.run(container.data["hooks"]["poststop"], final_state, fatal=False)

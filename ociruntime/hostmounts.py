@@ -1,0 +1,42 @@
+"""A container without a mount namespace mounts onto the host, under its rootfs (runc
+leaves those mounts behind). `create` notes which mounts were there before; a failed
+create and `delete` detach the ones added since, and only those: an engine's own
+rootfs mount (containerd's overlay at bundle/rootfs) stays."""
+
+
+def _unescape(field):
+    """mountinfo writes space, tab, newline and backslash as \\040, \\011, \\012, \\134."""
+    parts = field.split("\\")
+    return parts[0] + "".join(chr(int(p[:3], 8)) + p[3:] for p in parts[1:])
+
+
+def _under(rootfs):
+    """(mount id, mount point) of the mounts at or under rootfs, in mountinfo's order."""
+    prefix = rootfs.rstrip("/") + "/"
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split(" ", 5)
+            point = _unescape(fields[4])
+            if point == rootfs or point.startswith(prefix):
+                found.append((int(fields[0]), point))
+    return found
+
+
+def present(rootfs):
+    """The ids of the mounts already at or under rootfs."""
+    return [mount_id for mount_id, _ in _under(rootfs)]
+
+
+def detach_added(data):
+    """For a container in state ``data`` without a mount namespace (its "host_mounts" are
+    the ids present() found), detach the mounts under its rootfs added since, deepest and
+    newest first, so each umount takes the mount on top of its point, which is ours."""
+    if data.get("host_mounts") is None:
+        return
+    from .native import detach_mount
+
+    before = set(data["host_mounts"])
+    added = [(point, mount_id) for mount_id, point in _under(data["rootfs"]) if mount_id not in before]
+    for point, _ in sorted(added, key=lambda a: (len(a[0]), a[1]), reverse=True):
+        detach_mount(point)

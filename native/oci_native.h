@@ -191,7 +191,8 @@ struct oci_plan {
 
 /*
  * Messages on sync_fd, one per datagram, first byte is the type.
- *   child -> parent  'P' + decimal pid   stage 1 cloned the init (which is the caller's child)
+ *   child -> parent  'P' + decimal pid   stage 1 cloned the init (which is the caller's child);
+ *                                        always the first message: the init waits for it
  *   parent -> child  'G'                 id maps written, cgroup directories made: go on (the
  *                                        parent joins the cgroups meanwhile and answers 'H'
  *                                        only once they are joined). Awaited first thing with

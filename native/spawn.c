@@ -275,7 +275,7 @@ static void setup_console(const struct oci_plan *plan)
         oci_fail(1, "process.terminal: make the pty our controlling terminal");
 }
 
-static void run_init(const struct oci_plan *plan)
+static void run_init(const struct oci_plan *plan, int said_pid[2])
 {
     const struct oci_process *p = &plan->process;
     char program[4096], err[512], c;
@@ -283,6 +283,13 @@ static void run_init(const struct oci_plan *plan)
     mode_t saved_umask;
     int i, rc;
 
+    /* Stage 1 and the init share sync_fd, and the parent must read 'P' first: an init
+     * with nothing to wait for could otherwise say 'R' ahead of it. Stage 1 closes its
+     * end once 'P' is sent; EOF here means it was. */
+    close(said_pid[1]);
+    while (read(said_pid[0], &c, 1) < 0 && errno == EINTR)
+        ;
+    close(said_pid[0]);
     oci_report_fd = plan->sync_fd;
     close_inherited(plan);
     prctl(PR_SET_NAME, "ociruntime:init", 0, 0, 0);
@@ -335,7 +342,7 @@ int oci_spawn(const struct oci_plan *plan)
 {
     char msg[32];
     pid_t stage1 = fork(), init;
-    int i, n;
+    int i, n, said_pid[2];
 
     if (stage1 != 0)
         return stage1 < 0 ? -errno : stage1;
@@ -358,13 +365,17 @@ int oci_spawn(const struct oci_plan *plan)
             close(fd);
         }
     }
+    if (pipe2(said_pid, O_CLOEXEC) < 0)
+        oci_fail(1, "pipe");
     init = raw_clone(plan->clone_flags | CLONE_PARENT);
     if (init < 0)
         oci_fail(1, "linux.namespaces: clone");
     if (init == 0)
-        run_init(plan);
+        run_init(plan, said_pid);
+    close(said_pid[0]);
     n = snprintf(msg, sizeof(msg), "P%d", init);
     send(plan->sync_fd, msg, n, MSG_NOSIGNAL);
+    close(said_pid[1]); /* the init may speak now */
     _exit(0);
 }
 

@@ -105,6 +105,25 @@ def test_delete_force_of_created_container(runtime, make_bundle):
     runtime("delete", "--force", cid)
 
 
+def test_an_init_with_nothing_to_wait_for_never_speaks_before_its_pid(runtime, make_bundle):
+    """Stage 1 sends the init's pid, the init its 'R', on one socket. An init with no mounts
+    and nothing to wait for used to say 'R' first: create failed ("init exited during
+    setup") and left that init alive. On one CPU that happened to about 1 create in 3."""
+    bundle = make_bundle("true")
+    bundle.config["mounts"] = []
+    bundle.config["linux"]["maskedPaths"] = bundle.config["linux"]["readonlyPaths"] = []
+    bundle.write()
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        for _ in range(30):
+            cid = runtime.new_id()
+            runtime("create", "--bundle", bundle.path, cid)
+            runtime("delete", "--force", cid)
+    finally:
+        os.sched_setaffinity(0, cpus)
+
+
 def test_list_shows_containers(runtime, make_bundle):
     import json
 

@@ -12,12 +12,16 @@ stdio onto that "/dev/null" and the container's output goes into the sysctl.)
 """
 
 import os
+import socket
 import subprocess
+import sys
+import time
 import uuid
 
 import pytest
-from conftest import run_ok
+from conftest import RUNTIME, run_ok
 from test_mounts import add_mount, host_mount_points, parse_mountinfo
+from test_terminal import recv_fd
 
 pytestmark = pytest.mark.root
 
@@ -156,6 +160,165 @@ def test_bind_through_dev_symlink_stays_in_rootfs(runtime, make_bundle, tmp_path
     assert sorted(os.listdir(host_dir)) == ["host-marker"], "something was made in the host directory"
     assert not [p for p in host_mount_points() if p.startswith(host_dir)]
     assert out == "from-volume\n"
+
+
+
+# --- 2. no runtime descriptor reaches the container, and its cwd is inside (CVE-2024-21626) ---
+# runc leaked a directory fd (of /sys/fs/cgroup) into its init: process.cwd "/proc/self/fd/7"
+# then started the container in the host's filesystem.
+
+CWD_PROBE = "pwd -P; ls -a; cd ../../../../../../../../..; ls -a"
+
+
+def run_holding_dir_fds(runtime, bundle, directory, numbers, *global_opts):
+    """`run` from a process holding a directory fd at each of ``numbers`` without
+    --preserve-fds: fds a caller leaks, which the runtime must not pass on."""
+    code = ("import os, sys\n"
+            f"fd = os.open({str(directory)!r}, os.O_RDONLY | os.O_DIRECTORY)\n"
+            f"for n in {list(numbers)!r}:\n"
+            "    os.dup2(fd, n)\n"
+            "os.execv(sys.argv[1], sys.argv[1:])\n")
+    argv = [sys.executable, "-c", code, RUNTIME, "--root", runtime.root, *global_opts,
+            "run", "--bundle", str(bundle.path), runtime.new_id()]
+    return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+
+
+def assert_inside_or_refused(proc, bundle):
+    """The program never ran (one line naming process.cwd), or nothing it listed, from
+    its cwd up to where .. stops, is the host's."""
+    if not proc.stdout:
+        assert refused(proc.returncode, proc.stderr, "process.cwd"), proc
+        return
+    listed = set(proc.stdout.split())
+    assert "host-marker" not in listed, f"the program started in the host directory: {proc.stdout}"
+    assert not listed & host_names_not_in(bundle.rootfs), f"the program reached the host's /: {proc.stdout}"
+
+
+@pytest.mark.parametrize("n", [3, 4, 7, 15])
+def test_cwd_through_a_callers_fd_never_leaves_the_rootfs(runtime, make_bundle, host_dir, n):
+    """The caller holds a host directory at fds 3..15. Naive: passes them on (no close of
+    inherited fds) and chdirs to process.cwd after pivot_root, following the magic link."""
+    bundle = make_bundle("sh", "-c", CWD_PROBE)
+    bundle.config["process"]["cwd"] = f"/proc/self/fd/{n}"
+    bundle.write()
+    assert_inside_or_refused(run_holding_dir_fds(runtime, bundle, host_dir, range(3, 16)), bundle)
+
+
+@pytest.mark.parametrize("n", range(3, 16))
+def test_cwd_through_a_runtime_fd_never_leaves_the_rootfs(runtime, make_bundle, tmp_path, n):
+    """Whatever the runtime itself holds when it makes the init (its state directory, the
+    bundle, cgroup directories, the log): none is a way out. Naive: the CVE's own leak."""
+    bundle = make_bundle("sh", "-c", CWD_PROBE)
+    bundle.config["process"]["cwd"] = f"/proc/self/fd/{n}"
+    bundle.write()
+    proc = runtime("--log", tmp_path / "log", "run", "--bundle", bundle.path, runtime.new_id(), check=False)
+    assert_inside_or_refused(proc, bundle)
+
+
+@pytest.mark.parametrize("target", ["/proc/self/fd/7", "../proc/self/fd/7", "/proc/1/fd/7"])
+def test_cwd_through_a_planted_link_never_leaves_the_rootfs(runtime, make_bundle, host_dir, target):
+    """The image's working directory is a link to a magic link. Naive: checks the cwd
+    string, not where it leads."""
+    bundle = make_bundle("sh", "-c", CWD_PROBE)
+    os.symlink(target, bundle.rootfs / "work")
+    bundle.config["process"]["cwd"] = "/work"
+    bundle.write()
+    assert_inside_or_refused(run_holding_dir_fds(runtime, bundle, host_dir, range(3, 16)), bundle)
+
+
+def test_cwd_is_the_configured_directory(runtime, make_bundle):
+    """The positive side: cwd is the rootfs's directory, and .. from it is the rootfs's /."""
+    bundle = make_bundle("sh", "-c", "readlink /proc/self/cwd; pwd -P; ls ..")
+    bundle.config["process"]["cwd"] = "/tmp"
+    bundle.write()
+    lines = run_ok(runtime, bundle).split()
+    assert lines[:2] == ["/tmp", "/tmp"]
+    assert set(lines[2:]) == set(os.listdir(bundle.rootfs))
+
+
+def program_fds(pid):
+    """{fd: target} of a process, read on the host."""
+    out = {}
+    for n in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out[int(n)] = os.readlink(f"/proc/{pid}/fd/{n}")
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def wait_exec(pid, comm):
+    deadline = time.monotonic() + 5
+    while open(f"/proc/{pid}/comm").read().strip() != comm:
+        assert time.monotonic() < deadline, f"{comm} never ran"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("opts", [[], ["--log", "LOG", "--log-format", "json"], ["--debug", "--log", "LOG"]],
+                         ids=["plain", "log-json", "debug-log"])
+def test_only_stdio_reaches_the_program(runtime, make_bundle, tmp_path, opts):
+    """After create (with --pid-file) and start, the program holds 0, 1 and 2 and nothing
+    of the runtime's: not the state directory, the bundle, the pid file or the log.
+    Naive: keeps its log file or exec fifo open across the exec."""
+    opts = [str(tmp_path / "runtime.log") if o == "LOG" else o for o in opts]
+    bundle = make_bundle("sleep", "30")
+    cid = runtime.new_id()
+    runtime(*opts, "create", "--bundle", bundle.path, "--pid-file", tmp_path / "pid", cid)
+    try:
+        pid = runtime.state(cid)["pid"]
+        runtime(*opts, "start", cid)
+        wait_exec(pid, "sleep")
+        fds = program_fds(pid)
+    finally:
+        runtime("delete", "--force", cid)
+    assert sorted(fds) == [0, 1, 2], fds
+    assert not [t for t in fds.values() if str(tmp_path) in t], fds
+
+
+def test_only_stdio_reaches_the_program_inside(runtime, make_bundle, tmp_path, host_dir):
+    """The same seen from inside, through run with --log, from a caller leaking fds:
+    /proc/self/fd lists 0, 1, 2 and ls's own directory fd, and none leads out."""
+    bundle = make_bundle("ls", "-l", "/proc/self/fd/")
+    proc = run_holding_dir_fds(runtime, bundle, host_dir, range(3, 16), "--log", str(tmp_path / "log"))
+    assert proc.returncode == 0, proc.stderr
+    fds = {}
+    for line in proc.stdout.splitlines()[1:]:
+        name, _, target = line.partition(" -> ")
+        fds[int(name.split()[-1])] = target
+    # ls's own: the directory it reads (closed before it reads the links back)
+    own = [n for n, t in fds.items() if n > 2 and (t == "" or t.endswith("/fd"))]
+    assert len(own) == 1 and sorted(set(fds) - set(own)) == [0, 1, 2], fds
+    assert not [t for t in fds.values() if host_dir in t or str(tmp_path) in t], fds
+
+
+def test_only_the_pty_reaches_the_program_with_a_console_socket(runtime, make_bundle, tmp_path):
+    """With process.terminal the console socket (a host unix socket) and the pty master
+    go to the caller; the program holds only the pty's slave. Naive: leaks the socket."""
+    bundle = make_bundle("sleep", "30")
+    bundle.config["process"]["terminal"] = True
+    bundle.write()
+    path = str(tmp_path / "console.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    cid = runtime.new_id()
+    master = None
+    try:
+        runtime("create", "--bundle", bundle.path, "--console-socket", path, cid)
+        conn, _ = server.accept()
+        master, name = recv_fd(conn)
+        conn.close()
+        pid = runtime.state(cid)["pid"]
+        runtime("start", cid)
+        wait_exec(pid, "sleep")
+        fds = program_fds(pid)
+    finally:
+        runtime("delete", "--force", cid)
+        server.close()
+        if master is not None:
+            os.close(master)
+    assert sorted(fds) == [0, 1, 2], fds
+    assert set(fds.values()) == {name}, fds
 
 
 # --- 3. masked and read-only paths against a planted or swapped /dev/null (CVE-2025-31133) ----

@@ -10,7 +10,7 @@ import posix  # not os (~1.5 ms to import): delete and kill --all use this modul
 
 from . import pathnames
 from .errors import OCIError
-from .log import debug
+from .log import debug, warn
 
 UNIFIED = ""  # key of the cgroup2 hierarchy in the maps below
 
@@ -325,7 +325,7 @@ def memory_usage(directory):
 
 
 def join(paths, pid):
-    """Move ``pid`` into the container's cgroups."""
+    """Move ``pid`` into the container's cgroups, then widen its CPU affinity."""
     try:
         for key, path in paths.items():
             if key == UNIFIED and not _is_leaf_ok(path):
@@ -335,6 +335,19 @@ def join(paths, pid):
         raise OCIError(f"linux.cgroupsPath: {e.filename}: {e.strerror}") from None
     finally:
         end_priming()
+    _reset_affinity(pid)
+
+
+def _reset_affinity(pid):
+    """The init inherits the runtime's CPU affinity (an engine may pin itself); allow every
+    possible CPU instead and let the kernel narrow that to the container's cpuset, as runc
+    does (tryResetCPUAffinity). A failure is a warning there and here."""
+    try:
+        with open("/sys/devices/system/cpu/possible") as f:
+            cpus = [int(n) for part in f.read().strip().split(",") for n in part.split("-")]
+        posix.sched_setaffinity(pid, range(max(cpus) + 1))
+    except (OSError, ValueError) as e:
+        warn(f"resetting the CPU affinity of pid {pid} failed -- the container may inherit the runtime's: {e}")
 
 
 def _inherit_cpuset(path):

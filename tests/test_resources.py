@@ -363,3 +363,25 @@ def test_kernel_memory_is_accepted_and_a_dropped_knob_warned(runtime, make_bundl
     assert tcp == str(50 << 20)
     warned = "linux.resources.memory.kernel: this kernel ignores memory.kmem.limit_in_bytes" in err
     assert warned == (kmem != str(50 << 20)), (kmem, err)
+
+
+@pytest.mark.root
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to pin the runtime to one")
+@pytest.mark.parametrize("cpus", [None, "1"])
+def test_a_pinned_runtime_does_not_pin_the_container(runtime, make_bundle, cpus):
+    """An engine pinned to one CPU starts a container: the container may use every CPU
+    of its cpuset (all of them without linux.resources.cpu.cpus), as with runc."""
+    bundle = make_bundle("grep", "Cpus_allowed_list", "/proc/self/status")
+    if cpus is not None:
+        bundle.config["linux"]["resources"]["cpu"] = {"cpus": cpus}
+    bundle.write()
+    own = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {0})
+    try:
+        code, out, err = runtime.run_output(bundle)
+    finally:
+        os.sched_setaffinity(0, own)
+    assert code == 0, err
+    expected = cpus or _read("/sys/fs/cgroup/cpuset/cpuset.effective_cpus"
+                             if os.path.isdir("/sys/fs/cgroup/cpuset") else "/sys/devices/system/cpu/online")
+    assert out.split() == ["Cpus_allowed_list:", expected]

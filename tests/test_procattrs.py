@@ -271,16 +271,23 @@ def test_exec_cpu_affinity_bad_list(runtime, make_bundle, field, value):
 
 # --- all four at once, in order -------------------------------------------------------------
 
-def test_all_attributes_together(runtime, make_bundle):
+@pytest.mark.parametrize("userns, prio, nice, mode, shown", [
+    (False, 2, 3, "MPOL_INTERLEAVE", "interleave:0"),
+    (True, 5, 4, "MPOL_BIND", "bind:0"),  # none needs the host's privileges at these values
+], ids=["host", "user-namespace"])
+def test_all_attributes_together(runtime, make_bundle, request, userns, prio, nice, mode, shown):
     bundle = bundle_with(make_bundle, ["sh", "-c", "uname -m; ionice -p $$; cat /proc/$$/stat; "
                                                    "head -1 /proc/$$/numa_maps"],
-                         process={"ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 2},
-                                  "scheduler": {"policy": "SCHED_BATCH", "nice": 3}},
+                         process={"ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": prio},
+                                  "scheduler": {"policy": "SCHED_BATCH", "nice": nice}},
                          linux={"personality": {"domain": "LINUX32"},
-                                "memoryPolicy": {"mode": "MPOL_INTERLEAVE", "nodes": "0"}})
+                                "memoryPolicy": {"mode": mode, "nodes": "0"}})
+    if userns:
+        request.getfixturevalue("traversable")
+        in_user_namespace(bundle)
     machine, ionice, stat, numa = run_ok(runtime, bundle).splitlines()
-    assert (machine, ionice, numa.split()[1]) == ("i686", "best-effort: prio 2", "interleave:0")
-    assert (stat_fields(stat)["policy"], stat_fields(stat)["nice"]) == (3, 3)
+    assert (machine, ionice, numa.split()[1]) == ("i686", f"best-effort: prio {prio}", shown)
+    assert (stat_fields(stat)["policy"], stat_fields(stat)["nice"]) == (3, nice)
 
 
 # --- in a user namespace --------------------------------------------------------------------
@@ -290,20 +297,6 @@ def in_user_namespace(bundle):
     for key in ("uidMappings", "gidMappings"):
         bundle.config["linux"][key] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
     return bundle.write()
-
-
-@pytest.mark.usefixtures("traversable")
-def test_attributes_in_a_user_namespace(runtime, make_bundle):
-    """None of them needs the host's privileges at these values."""
-    bundle = bundle_with(make_bundle, ["sh", "-c", "uname -m; ionice -p $$; cat /proc/$$/stat; "
-                                                   "head -1 /proc/$$/numa_maps"],
-                         process={"ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 5},
-                                  "scheduler": {"policy": "SCHED_BATCH", "nice": 4}},
-                         linux={"personality": {"domain": "LINUX32"},
-                                "memoryPolicy": {"mode": "MPOL_BIND", "nodes": "0"}})
-    machine, ionice, stat, numa = run_ok(runtime, in_user_namespace(bundle)).splitlines()
-    assert (machine, ionice, numa.split()[1]) == ("i686", "best-effort: prio 5", "bind:0")
-    assert (stat_fields(stat)["policy"], stat_fields(stat)["nice"]) == (3, 4)
 
 
 @pytest.mark.usefixtures("traversable")

@@ -167,6 +167,8 @@ struct oci_plan {
     int njoins;                 /* namespaces joined (setns) before the clone, user namespace first */
     const struct oci_join *joins;
     int userns;                 /* in a user namespace: setresuid(0) after 'G' */
+    int non_dumpable;           /* stage 1 (and so the init, until its exec) is non-dumpable: joined
+                                   namespaces' processes can't ptrace or read it (CVE-2016-9962) */
     int early_sync;             /* wait for 'G' before anything (the id maps of a user namespace);
                                    else the steps may hold an OCI_STEP_WAIT_PARENT */
     const char *rootfs;         /* absolute host path */

@@ -348,6 +348,8 @@ int oci_spawn(const struct oci_plan *plan)
         return stage1 < 0 ? -errno : stage1;
     /* Stage 1: join, then clone the init as a sibling (the caller's child). */
     oci_report_fd = plan->sync_fd;
+    if (plan->non_dumpable && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        oci_fail(1, "prctl(PR_SET_DUMPABLE, 0)");
     for (i = 0; i < plan->njoins; i++) {
         int fd = open(plan->joins[i].path, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || setns(fd, plan->joins[i].nstype) < 0)

@@ -142,6 +142,7 @@ def _c_plan(plan, sync_fd, start_fds):
         joins[i].nstype = nstype
     c.joins = joins
     c.userns = int(plan["userns"])
+    c.non_dumpable = int(plan["non_dumpable"])
     c.early_sync = int(plan["early_sync"])
     c.rootfs = k.str(plan["rootfs"])
     steps = plan["steps"]

@@ -77,6 +77,11 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
         "timens_offsets": _time_offsets(linux) if "time" in ns_new else None,
         "joins": joins,
         "userns": userns,
+        # Joining namespaces puts the init beside their processes while it still holds the
+        # host (its fds, its memory): non-dumpable keeps a same-uid process there without
+        # CAP_SYS_PTRACE from reading or ptracing it, as runc's nsexec does. Not in a user
+        # namespace: its /proc/self files would then belong to a root the init isn't.
+        "non_dumpable": bool(joins) and not userns,
         "uid_map": _id_map(linux.get("uidMappings"), "linux.uidMappings") if "user" in ns_new else None,
         "gid_map": _id_map(linux.get("gidMappings"), "linux.gidMappings") if "user" in ns_new else None,
         "rootfs": rootfs,

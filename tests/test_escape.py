@@ -432,3 +432,45 @@ def test_device_over_planted_link_never_chowns_its_target(runtime, make_bundle, 
         assert out.splitlines()[1] == "0:0 regular file", out
     else:
         assert refused(code, err, "linux.devices[0]"), (code, out, err)
+
+
+# --- 4. an init joining namespaces can't be read from them (CVE-2016-9962) -------------------
+# Until its exec the init is the runtime: host environment, host fds, host memory. A process
+# in a namespace it joins, same uid but without CAP_SYS_PTRACE, must not read or ptrace it.
+
+PEEK = ("while [ ! -e /tmp/go ]; do sleep 0.02; done; "
+        "for p in /proc/[0-9]*; do [ \"$(cat $p/comm)\" = ociruntime:init ] || continue; "
+        "cat $p/environ >/dev/null 2>&1 && echo readable || echo denied; done >/tmp/seen.tmp; "
+        "mv /tmp/seen.tmp /tmp/seen; sleep 30")
+
+
+def test_an_init_joining_a_pid_namespace_is_not_readable_from_it(runtime, make_bundle):
+    """Container A (root, default capabilities) watches its pid namespace while B's init,
+    which joined it, waits in `created`. Naive: A reads B's /proc/<pid>/environ — the
+    runtime's own environment — as runc did before 1.0-rc3."""
+    watcher = make_bundle("sh", "-c", PEEK)
+    watcher.config["root"]["readonly"] = False
+    watcher.write()
+    a = runtime.new_id()
+    runtime("create", "--bundle", watcher.path, a)
+    b = None
+    try:
+        runtime("start", a)
+        joiner = make_bundle("true")
+        for ns in joiner.config["linux"]["namespaces"]:
+            if ns["type"] == "pid":
+                ns["path"] = f"/proc/{runtime.state(a)['pid']}/ns/pid"
+        joiner.write()
+        b = runtime.new_id()
+        runtime("create", "--bundle", joiner.path, b)
+        (watcher.rootfs / "tmp/go").touch()
+        seen = watcher.rootfs / "tmp/seen"
+        deadline = time.monotonic() + 10
+        while not seen.exists():
+            assert time.monotonic() < deadline, "the watcher never reported"
+            time.sleep(0.02)
+        assert seen.read_text() == "denied\n"
+    finally:
+        for cid in (b, a):
+            if cid:
+                runtime("delete", "--force", cid)

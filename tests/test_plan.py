@@ -458,6 +458,22 @@ def test_cgroup_namespace_is_unshared_as_late_as_it_can(bundle):
     assert order[order.index("pivot") - 3:order.index("pivot")] == ["wait_parent", "unshare_cgroupns", "hooks"]
 
 
+@pytest.mark.parametrize("namespaces, non_dumpable", [
+    ([{"type": "network", "path": "NS"}], True),
+    ([{"type": "network"}], False),  # nothing joined: nobody to hide from
+    ([{"type": "network", "path": "NS"}, {"type": "user"}], False),  # /proc/self would be out of reach
+    ([{"type": "user", "path": "NS"}], False),
+])
+def test_an_init_joining_namespaces_is_non_dumpable(bundle, tmp_path, namespaces, non_dumpable):
+    (tmp_path / "ns").write_text("")
+    cfg = config()
+    cfg["linux"]["namespaces"] = [{"type": "uts"}] + [dict(n, path=str(tmp_path / "ns")) if "path" in n else n
+                                                     for n in namespaces]
+    if any(n["type"] == "user" and "path" not in n for n in namespaces):
+        cfg["linux"]["uidMappings"] = cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
+    assert build(cfg, bundle)["non_dumpable"] is non_dumpable
+
+
 def test_joins_are_ordered_user_first_mount_last(bundle, tmp_path):
     files = {}
     for t in ("mount", "network", "user", "ipc"):

@@ -1,6 +1,6 @@
 /*
  * The `ociruntime` command that scripts/setup.sh installs: it starts Python on the
- * launcher script (OCI_PYTHON -I -S OCI_SCRIPT args...), and for `create` and `run`
+ * launcher script (OCI_PYTHON -I -S OCI_SCRIPT args...), and for `create`, `run` and `exec`
  * it first forks the cgroup-migration primer (see prime_migration in
  * ociruntime/cgroups.py).
  *
@@ -15,7 +15,7 @@
  * end>, closes that fd once the container joined its cgroups, and reaps it. Without
  * it (any failure here, or another entry point) Python primes on a thread instead.
  *
- * For the commands that clone a container init (create, run), Python is exec'd from
+ * For the commands that clone a container init (create, run, exec), Python is exec'd from
  * a handle nobody can write (native/exeseal.c): the init's /proc/<pid>/exe is then
  * never the host's interpreter. Where that is impossible the command fails here.
  *
@@ -162,7 +162,8 @@ int main(int argc, char **argv)
 {
     const char *command = command_of(argc, argv);
     char **args = calloc(argc + 6, sizeof(char *));
-    int clones = command && (strcmp(command, "create") == 0 || strcmp(command, "run") == 0);
+    int clones = command && (strcmp(command, "create") == 0 || strcmp(command, "run") == 0 ||
+                             strcmp(command, "exec") == 0);
 
     if (!args)
         return 1;

@@ -13,6 +13,8 @@ from .main import COMMANDS, GLOBAL, REST
 def _option(flags, dest, kind, default):
     if kind is False:
         return click.Option(flags, is_flag=True, default=default)
+    if kind == "list":
+        return click.Option(flags, multiple=True)
     return click.Option(flags, type=int if kind == "int" else str, default=default, show_default=default is not None)
 
 

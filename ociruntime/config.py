@@ -1,7 +1,7 @@
 """Load a bundle's config.json and validate it before anything is created."""
 
 from . import fastjson, pathnames
-from .errors import ConfigError
+from .errors import ConfigError, OCIError
 
 
 def load(bundle):
@@ -22,3 +22,21 @@ def load(bundle):
 
     validate_config(config)
     return config
+
+
+def read_json(path, label):
+    """A JSON file given on the command line (``-``: stdin), for ``label`` (the flag) in errors."""
+    try:
+        if path == "-":
+            import sys
+
+            raw = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as f:
+                raw = f.read()
+    except OSError as e:
+        raise OCIError(f"{label} {path}: {e.strerror}") from None
+    try:
+        return fastjson.loads(raw)
+    except ValueError as e:
+        raise OCIError(f"{label} {path}: not valid JSON ({e})") from None

@@ -50,6 +50,24 @@ COMMANDS = {
     "run": ("create and start a container, wait for it and delete it", dict(
         _CREATE_OPTS, **{"--detach": ("detach", False, False), "-d": ("detach", False, False)}),
         [("container_id", True)]),
+    "exec": ("execute new process inside the container", {
+        "--console-socket": ("console_socket", True, None),
+        "--pid-file": ("pid_file", True, None),
+        "--process": ("process", True, None), "-p": ("process", True, None),
+        "--detach": ("detach", False, False), "-d": ("detach", False, False),
+        "--tty": ("tty", False, False), "-t": ("tty", False, False),
+        "--cwd": ("cwd", True, None),
+        "--env": ("env", "list", ()), "-e": ("env", "list", ()),
+        "--user": ("user", True, None), "-u": ("user", True, None),
+        "--additional-gids": ("additional_gids", "list", ()), "-g": ("additional_gids", "list", ()),
+        "--cap": ("caps", "list", ()), "-c": ("caps", "list", ()),
+        "--no-new-privs": ("no_new_privs", False, False),
+        "--apparmor": ("apparmor", True, None),
+        "--process-label": ("process_label", True, None),
+        "--preserve-fds": ("preserve_fds", "int", 0),
+        "--ignore-paused": ("ignore_paused", False, False),
+        "--cgroup": ("cgroup", "list", ()),
+    }, [("container_id", True), ("command", REST)]),
     "state": ("output the state of a container", {}, [("container_id", True)]),
     "kill": ("send a signal to the container's init process", {
         "--all": ("all_processes", False, False), "-a": ("all_processes", False, False)},
@@ -97,6 +115,8 @@ def _take(argv, i, table, out):
         if not value.lstrip("-").isdigit():
             raise UsageError(f"option {name}: {value!r} is not a number")
         value = int(value)
+    if kind == "list":  # repeatable: each use adds one
+        value = [*out[dest], value]
     out[dest] = value
     return i + 1
 
@@ -156,7 +176,7 @@ def dispatch(glob, command, opts):
     if command == "version":
         sys.stdout.write(f"ociruntime version {__version__}\ncommit: {_commit()}\nspec: {SPEC_VERSION}\n")
         return 0
-    if command in ("create", "run"):
+    if command in ("create", "run", "exec"):
         from . import cgroups
 
         cgroups.prime_migration()  # before the imports: the earlier, the better
@@ -165,6 +185,10 @@ def dispatch(glob, command, opts):
                 from .commands import run
 
                 return run.main(root, **opts)
+            if command == "exec":
+                from .commands import exec as exec_cmd
+
+                return exec_cmd.main(root, **opts)
             from .commands import create
 
             create.main(root, **opts)

@@ -104,6 +104,49 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
     }
 
 
+def build_exec(config, process, init_pid, preserve_fds=0):
+    """The plan for `exec`: a process cloned into the namespaces of the running container
+    whose init is ``init_pid`` (its config ``config``), set up from ``process`` (a
+    schema-valid process object) with the container's seccomp filter, as runc's setns
+    init does. No mounts, no hooks; the parent joins the container's cgroups."""
+    linux = config.get("linux") or {}
+    types = [ns["type"] for ns in linux.get("namespaces") or []]
+    if "mount" not in types:
+        raise ConfigError("linux.namespaces", "exec needs the container to have a mount namespace "
+                                              "(without one its root is a chroot the new process can't join)")
+    joins = [(f"/proc/{init_pid}/ns/{namespaces.PROC_NAMES[t]}", namespaces.FLAGS[t])
+             for t in sorted(types, key=namespaces.JOIN_ORDER.index)]
+    apparmor_exec, selinux_exec, _ = _lsm(process, linux)
+    attrs = _process_attrs(process, linux)
+    steps = []
+    if attrs["scheduler"] or attrs["memory_policy"]:
+        _insert_wait_joined(steps, "wait_joined")
+    userns = "user" in types
+    affinity = (None, None)
+    if process.get("execCPUAffinity") is not None:
+        from .linux import procattrs
+
+        affinity = procattrs.exec_cpu_affinity(process["execCPUAffinity"])
+    return {
+        "exec_cpu_affinity": affinity,  # (initial, final): before and after the cgroup join
+        "id": None, "clone_flags": 0, "unshare_cgroupns": False, "unshare_timens": False, "timens_offsets": None,
+        "waits_for_join": bool(steps),
+        "joins": joins,
+        "userns": userns,
+        "non_dumpable": not userns,  # it always joins: see build()
+        "uid_map": None, "gid_map": None,
+        "rootfs": "/",  # the container's, once its mount namespace is joined
+        "early_sync": False, "steps": steps, "waits_for_parent": False, "stops_at_hooks": False,
+        "host_mounts": False, "create_hooks": [],
+        "process": {**_process(process, [], _seccomp(linux), apparmor_exec, selinux_exec), **attrs},
+        "terminal": bool(process.get("terminal")),
+        "console_size": _console_size(process),
+        "preserve_fds": preserve_fds,
+        "no_new_keyring": False,
+        "net_devices": [], "device_rules": [], "cgroup_writes": [],
+    }
+
+
 def has_limits(resources):
     """Whether linux.resources sets anything beyond device rules (most containers don't)."""
     return any(v not in (None, {}, []) for k, v in (resources or {}).items() if k != "devices")

@@ -31,7 +31,7 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
         if not console_socket:
             raise OCIError("process.terminal is true: --console-socket is needed to hand the terminal over "
                            "(or set process.terminal to false)")
-        console = connected = _connect(console_socket)
+        console = connected = connect_console(console_socket)
     linux = config.get("linux") or {}
     cgroup_paths = cgroups.container_paths(linux.get("cgroupsPath"), container_id)
     plan = plan_mod.build(config, bundle, container_id, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
@@ -89,13 +89,13 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
             init.send(b"S", fastjson.dumps(hook_state).encode())
         listener = (plan["process"]["seccomp"] or {}).get("listener")
         if listener:
-            _hand_over_listener(listener, init.expect_fd(b"N"), state.spec_state(data, "creating"))
+            hand_over_listener(listener, init.expect_fd(b"N"), state.spec_state(data, "creating"))
         init.expect(b"R")
         if not plan["stops_at_hooks"]:
             _move_net_devices(plan, init)
         container.save()
         if pid_file:
-            _write_pid_file(pid_file, init.pid)
+            write_pid_file(pid_file, init.pid)
     except BaseException as e:
         _undo(container, init, created_cgroups)
         if isinstance(e, HookError):
@@ -122,7 +122,7 @@ def _cgroup_host(linux):
     return Host(*cgroups.controller_versions())
 
 
-def _connect(path):
+def connect_console(path):
     import _socket
 
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
@@ -134,7 +134,7 @@ def _connect(path):
     return sock
 
 
-def _hand_over_listener(listener, fd, container_state):
+def hand_over_listener(listener, fd, container_state):
     """Send the seccomp listener fd and the container process state to listenerPath:
     one connection, one state, then closed (runtime-spec config-linux.md)."""
     import _socket
@@ -166,7 +166,7 @@ def _undo(container, init, created_cgroups):
     container.remove()
 
 
-def _write_pid_file(path, pid):
+def write_pid_file(path, pid):
     path = pathnames.abspath(path)
     tmp = pathnames.join(pathnames.dirname(path), f".{pathnames.basename(path)}.tmp")
     with open(tmp, "w") as f:

@@ -43,12 +43,7 @@ def main(root, container_id, bundle=".", detach=False, **options):
     if ours is not None:
         ours.close()
     try:
-        for sig in _FORWARDED:
-            signal.signal(sig, lambda signum, _frame: _forward(pid, signum))
-        if master is not None:
-            from ..terminal import copy_size
-
-            signal.signal(signal.SIGWINCH, lambda _signum, _frame: copy_size(master))
+        forward_signals(pid, master)
         init.start()
         exec_error = start_cmd.read_exec_error(init.err_r)
         init.detach()
@@ -56,21 +51,45 @@ def main(root, container_id, bundle=".", detach=False, **options):
         try:
             start_cmd.after_start(container.data, exec_error)
         except OCIError:
-            _wait(pid)
+            wait(pid)
             _destroy(root, container_id)
             raise
         if detach:
             return 0
-        if master is not None:
-            from ..terminal import proxy
-
-            status = proxy(master, pid)
-        else:
-            status = _wait(pid)
+        status = wait_for(pid, master)
     finally:
-        for sig in _FORWARDED:
-            signal.signal(sig, signal.SIG_DFL)
+        restore_signals()
     _destroy(root, container_id)
+    return exit_code(status)
+
+
+def forward_signals(pid, master=None):
+    """Pass the signals a foreground runtime gets on to ``pid``; with a pty, copy our
+    window size to it on SIGWINCH instead."""
+    for sig in _FORWARDED:
+        signal.signal(sig, lambda signum, _frame: _forward(pid, signum))
+    if master is not None:
+        from ..terminal import copy_size
+
+        signal.signal(signal.SIGWINCH, lambda _signum, _frame: copy_size(master))
+
+
+def restore_signals():
+    for sig in _FORWARDED:
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def wait_for(pid, master=None):
+    """Wait for our child ``pid``, proxying its pty when there is one; its wait status."""
+    if master is None:
+        return wait(pid)
+    from ..terminal import proxy
+
+    return proxy(master, pid)
+
+
+def exit_code(status):
+    """A wait status as a shell reports it: the exit code, or 128 + the signal."""
     if posix.WIFSIGNALED(status):
         return 128 + posix.WTERMSIG(status)
     return posix.WEXITSTATUS(status)
@@ -92,7 +111,7 @@ def _forward(pid, signum):
         pass
 
 
-def _wait(pid):
+def wait(pid):
     while True:
         try:
             return posix.waitpid(pid, 0)[1]

@@ -3,9 +3,8 @@ LinuxResources JSON (--resources FILE|-). As runc does, the new values are merge
 into the container's resources and the whole set is applied again, so that paired
 settings (quota with period, memory with swap) are written together."""
 
-import sys
 
-from .. import cgroups, fastjson, state
+from .. import cgroups, state
 from ..errors import OCIError
 from ..resources import Host, writes
 
@@ -61,16 +60,9 @@ def from_flags(flags):
 
 
 def from_file(path):
-    try:
-        if path == "-":
-            loaded = fastjson.loads(sys.stdin.buffer.read())
-        else:
-            with open(path, "rb") as f:
-                loaded = fastjson.loads(f.read())
-    except OSError as e:
-        raise OCIError(f"update: --resources {path}: {e.strerror}") from None
-    except ValueError as e:
-        raise OCIError(f"update: --resources {path}: not valid JSON ({e})") from None
+    from ..config import read_json
+
+    loaded = read_json(path, "update: --resources")
     if not isinstance(loaded, dict):
         raise OCIError(f"update: --resources {path}: must be a JSON object (LinuxResources)")
     return loaded

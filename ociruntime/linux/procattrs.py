@@ -3,8 +3,8 @@
 linux.memoryPolicy (set_mempolicy) — words of the spec → kernel numbers, checked with
 runc's rules (libcontainer/configs/validate) plus the kernel's own that are certain
 (sched_setattr's deadline rules, exclusive node flags), so a config the kernel would
-refuse fails here with the field's name. process.execCPUAffinity is only parsed: the
-spec applies it to processes run by `exec`, never to the init.
+refuse fails here with the field's name. process.execCPUAffinity is parsed here; the
+spec applies it to processes run by `exec` (commands/exec.py), never to the init.
 
 Each function takes the config's object and returns plain data, or raises ConfigError.
 """
@@ -174,6 +174,6 @@ def memory_policy(m, online_nodes=None, label="linux.memoryPolicy"):
 
 
 def exec_cpu_affinity(a, label="process.execCPUAffinity"):
-    """process.execCPUAffinity → (initial, final) CPU id lists or None. Checked, not applied:
-    the spec applies it to `exec`'d processes, never to the init (runc's too)."""
+    """process.execCPUAffinity → (initial, final) CPU id lists or None. `exec` applies them;
+    for the init they are only checked: the spec never applies them there (runc neither)."""
     return id_list(a.get("initial"), f"{label}.initial"), id_list(a.get("final"), f"{label}.final")

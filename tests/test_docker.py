@@ -125,3 +125,21 @@ def test_the_container_is_ours_and_its_config_has_dockers_profile(docker):
         assert "read" in allowed and "unshare" not in allowed
     finally:
         docker("rm", "-f", cid, check=False)
+
+
+def test_docker_exec_runs_through_our_exec(docker):
+    """`docker exec` makes containerd's shim call `ociruntime exec --process … --detach
+    --pid-file …`: the new process shares the container's pid namespace and exit codes
+    come back, with and without a tty."""
+    cid = docker("run", "-d", "--runtime", "ociruntime", "--network", "none", "busybox:ociruntime-test",
+                 "sleep", "60").stdout.strip()
+    try:
+        proc = docker("exec", "-e", "FROM_EXEC=1", cid, "sh", "-c", "echo $FROM_EXEC; ps -o pid,comm; exit 3",
+                      check=False)
+        assert proc.returncode == 3, proc.stderr
+        lines = proc.stdout.split("\n")
+        assert lines[0] == "1" and lines[2].split() == ["1", "sleep"], proc.stdout
+        tty = docker("exec", "-t", cid, "tty", check=False)
+        assert tty.returncode == 0 and tty.stdout.strip().startswith("/dev/pts/"), tty.stdout + tty.stderr
+    finally:
+        docker("rm", "-f", cid, check=False)

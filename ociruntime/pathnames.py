@@ -77,6 +77,15 @@ def isfile(path):
     return mode(path) == _S_IFREG
 
 
+def read_text(path):
+    """A small file's text (a sysfs or cgroup value), stripped; None if it can't be read."""
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 def realpath(path):
     """The canonical path of an existing ``path``, as the kernel resolves it."""
     fd = posix.open(path, posix.O_PATH | posix.O_CLOEXEC)

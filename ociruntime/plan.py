@@ -235,19 +235,11 @@ def _process_attrs(process, linux):
     if "personality" in given:
         attrs["personality"] = procattrs.personality(linux["personality"])
     if "memoryPolicy" in given:
-        attrs["memory_policy"] = procattrs.memory_policy(linux["memoryPolicy"], _read_first_line(NODE_ONLINE))
+        attrs["memory_policy"] = procattrs.memory_policy(linux["memoryPolicy"], pathnames.read_text(NODE_ONLINE))
     if "execCPUAffinity" in given:
         # Checked only: the spec applies it to processes `exec` starts, never to the init.
         procattrs.exec_cpu_affinity(process["execCPUAffinity"])
     return attrs
-
-
-def _read_first_line(path):
-    try:
-        with open(path) as f:
-            return f.readline().strip()
-    except OSError:
-        return None
 
 
 def _lsm(process, linux):

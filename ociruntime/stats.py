@@ -5,21 +5,14 @@ pids, blkio, hugetlb. A controller the container has no cgroup for is left out."
 import posix
 
 from .cgroups import UNIFIED, controller_path, pure_v2
+from .pathnames import read_text
 
 _MAX = 2**64 - 1  # what runc reports for "max" (no limit) on cgroup v2
 _CLK_TCK = posix.sysconf("SC_CLK_TCK")
 
 
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
 def _int(path, default=0):
-    text = _read(path)
+    text = read_text(path)
     if text is None:
         return default
     return _MAX if text == "max" else int(text)
@@ -28,7 +21,7 @@ def _int(path, default=0):
 def _pairs(path):
     """A flat-keyed file ("key value" lines: cpu.stat, memory.stat...) as a dict."""
     out = {}
-    for line in (_read(path) or "").splitlines():
+    for line in (read_text(path) or "").splitlines():
         key, _, value = line.partition(" ")
         if value.strip().isdigit():
             out[key] = int(value)
@@ -106,9 +99,9 @@ def _cpu(acct, v2, cpu):
         ticks = _pairs(f"{acct}/cpuacct.stat")
         usage = {
             "total": _int(f"{acct}/cpuacct.usage"),
-            "percpu": [int(n) for n in (_read(f"{acct}/cpuacct.usage_percpu") or "").split()],
-            "percpu_kernel": [int(n) for n in (_read(f"{acct}/cpuacct.usage_percpu_sys") or "").split()],
-            "percpu_user": [int(n) for n in (_read(f"{acct}/cpuacct.usage_percpu_user") or "").split()],
+            "percpu": [int(n) for n in (read_text(f"{acct}/cpuacct.usage_percpu") or "").split()],
+            "percpu_kernel": [int(n) for n in (read_text(f"{acct}/cpuacct.usage_percpu_sys") or "").split()],
+            "percpu_user": [int(n) for n in (read_text(f"{acct}/cpuacct.usage_percpu_user") or "").split()],
             "kernel": ticks.get("system", 0) * 1_000_000_000 // _CLK_TCK,
             "user": ticks.get("user", 0) * 1_000_000_000 // _CLK_TCK,
         }
@@ -134,7 +127,7 @@ def _cpuset(path):
     if path:
         for kind in ("cpus", "mems"):  # v1's effective_*, v2's *.effective, else the setting
             names = (f"cpuset.effective_{kind}", f"cpuset.{kind}.effective", f"cpuset.{kind}")
-            out[kind] = _cpu_list(next((t for t in (_read(f"{path}/{n}") for n in names) if t), ""))
+            out[kind] = _cpu_list(next((t for t in (read_text(f"{path}/{n}") for n in names) if t), ""))
         out = _nonzero(out)
     return out | {name: _int(f"{path}/cpuset.{name}") if path else 0 for name in _CPUSET_FLAGS}
 
@@ -181,7 +174,7 @@ def _blkio(path, v2):
         return {}
     if v2:
         served, bytes_ = [], []
-        for line in (_read(f"{path}/io.stat") or "").splitlines():
+        for line in (read_text(f"{path}/io.stat") or "").splitlines():
             device, *fields = line.split()
             major, minor = (int(n) for n in device.split(":"))
             values = dict(f.split("=") for f in fields)
@@ -193,7 +186,7 @@ def _blkio(path, v2):
 
     def entries(name):
         out = []
-        for line in (_read(f"{path}/blkio.{name}") or "").splitlines():
+        for line in (read_text(f"{path}/blkio.{name}") or "").splitlines():
             fields = line.split()
             if len(fields) == 3:
                 major, minor = (int(n) for n in fields[0].split(":"))
@@ -211,11 +204,11 @@ def _hugetlb(path, v2):
     for size in hugepage_sizes():
         prefix = f"{path}/hugetlb.{size}"
         if v2:
-            if _read(f"{prefix}.current") is None:
+            if read_text(f"{prefix}.current") is None:
                 continue
             out[size] = {**_nonzero({"usage": _int(f"{prefix}.current")}),
                          "failcnt": _pairs(f"{prefix}.events").get("max", 0)}
-        elif _read(f"{prefix}.usage_in_bytes") is not None:
+        elif read_text(f"{prefix}.usage_in_bytes") is not None:
             out[size] = {**_nonzero({"usage": _int(f"{prefix}.usage_in_bytes"),
                                      "max": _int(f"{prefix}.max_usage_in_bytes")}),
                          "failcnt": _int(f"{prefix}.failcnt")}

@@ -113,7 +113,7 @@ def main(root, container_id, command=(), process=None, detach=False, pid_file=No
         if listener:
             from .create import hand_over_listener
 
-            hand_over_listener(listener, init.expect_fd(b"N"), state.spec_state(data, "running"))
+            hand_over_listener(listener, init.expect_fd(b"N"), state.spec_state(data, status))
         init.expect(b"R")
     except BaseException:
         if init is not None:

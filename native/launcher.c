@@ -59,63 +59,141 @@ static const char *command_of(int argc, char **argv)
     return NULL;
 }
 
-/* "<mountpoint><path>/cgroup.procs" of the first hierarchy in /proc/self/cgroup that
- * is mounted: the key of a v1 mount is its super options without rw/ro, of cgroup2 "". */
-static int own_procs(char *out, size_t len)
+/* mountinfo's \ooo escapes undone in place, as ociruntime/mountinfo.py's unescape: three
+ * octal digits of an ASCII character other than NUL; any other backslash stays. */
+static void unescape(char *s)
 {
-    char line[4096], mounts[16][2][256];
-    int nmounts = 0, found = 0;
-    FILE *f = fopen("/proc/self/mountinfo", "re");
+    char *w = s;
 
-    if (!f)
-        return 0;
-    while (nmounts < 16 && fgets(line, sizeof(line), f)) {
-        char *sep = strstr(line, " - "), *fields[5], *p = line, fstype[64], source[256], opts[1024];
-        int i;
+    for (; *s; s++, w++) {
+        if (s[0] == '\\' && (s[1] == '0' || s[1] == '1') && s[2] >= '0' && s[2] <= '7' && s[3] >= '0' &&
+            s[3] <= '7' && (s[1] != '0' || s[2] != '0' || s[3] != '0')) {
+            *w = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
+            s += 3;
+        } else {
+            *w = *s;
+        }
+    }
+    *w = '\0';
+}
 
-        if (!sep || sscanf(sep, " - %63s %255s %1023s", fstype, source, opts) != 3)
+/* ",cpuset,cpu,...," of /proc/cgroups' first column: the kernel's controllers (just ","
+ * if it can't be read, as cgroups.v1_controllers' empty set). */
+static void read_controllers(const char *proc, char *out, size_t len)
+{
+    char path[4096], line[256];
+    size_t used = 1;
+    FILE *f;
+
+    strcpy(out, ",");
+    snprintf(path, sizeof(path), "%s/cgroups", proc);
+    if (!(f = fopen(path, "re")))
+        return;
+    while (fgets(line, sizeof(line), f)) {
+        size_t n = strcspn(line, "\t\n");
+
+        if (line[0] == '#' || used + n + 2 > len)
             continue;
-        if (strcmp(fstype, "cgroup") != 0 && strcmp(fstype, "cgroup2") != 0)
-            continue;
-        for (i = 0; i < 5 && p; i++) {
-            fields[i] = strsep(&p, " ");
-        }
-        if (i < 5)
-            continue;
-        snprintf(mounts[nmounts][1], sizeof(mounts[0][1]), "%s", fields[4]);
-        mounts[nmounts][0][0] = '\0';
-        if (strcmp(fstype, "cgroup") == 0) {
-            char *o, *rest = opts;
-            while ((o = strsep(&rest, ","))) {
-                if (strcmp(o, "rw") == 0 || strcmp(o, "ro") == 0)
-                    continue;
-                if (mounts[nmounts][0][0])
-                    strncat(mounts[nmounts][0], ",", sizeof(mounts[0][0]) - strlen(mounts[nmounts][0]) - 1);
-                strncat(mounts[nmounts][0], o, sizeof(mounts[0][0]) - strlen(mounts[nmounts][0]) - 1);
-            }
-        }
-        nmounts++;
+        memcpy(out + used, line, n);
+        used += n;
+        out[used++] = ',';
+        out[used] = '\0';
     }
     fclose(f);
-    f = fopen("/proc/self/cgroup", "re");
-    if (!f)
-        return 0;
-    while (!found && fgets(line, sizeof(line), f)) {
-        char *keys = strchr(line, ':'), *path;
+}
 
-        if (!keys || !(path = strchr(++keys, ':')))
+/* Whether a mountinfo line (modified in place) mounts a cgroup hierarchy, with its key
+ * as /proc/self/cgroup names it: "" for cgroup2; for v1 the super options that are
+ * controllers or name=X, in order (xattr, rw, clone_children... are none). *point is
+ * its unescaped mount point. cgroups.hierarchies' rule; tests/test_mountinfo.py holds
+ * the two equal on the same fixtures. */
+static int cgroup_mount(char *line, const char *controllers, char *key, size_t keylen, char **point)
+{
+    char *fields[6], *p = line, *sep = NULL, *fstype, *opts, *o;
+    int i;
+
+    line[strcspn(line, "\n")] = '\0';
+    for (i = 0; i < 6 && p; i++)
+        fields[i] = strsep(&p, " ");
+    while (i == 6 && p && (sep = strsep(&p, " ")) && strcmp(sep, "-") != 0)
+        ; /* the optional fields (shared:N master:N ...), up to a lone "-" */
+    if (!sep || strcmp(sep, "-") != 0 || !(fstype = strsep(&p, " ")) || !strsep(&p, " "))
+        return 0;
+    unescape(fstype);
+    if (strcmp(fstype, "cgroup") != 0 && strcmp(fstype, "cgroup2") != 0)
+        return 0;
+    opts = strsep(&p, " ");
+    unescape(fields[4]);
+    *point = fields[4];
+    key[0] = '\0';
+    if (strcmp(fstype, "cgroup2") == 0)
+        return 1;
+    while (opts && (o = strsep(&opts, ","))) {
+        char wanted[258];
+
+        unescape(o);
+        if (snprintf(wanted, sizeof(wanted), ",%s,", o) >= (int)sizeof(wanted) ||
+            (!strstr(controllers, wanted) && strncmp(o, "name=", 5) != 0))
             continue;
-        *path++ = '\0';
-        path[strcspn(path, "\n")] = '\0';
-        for (int i = 0; i < nmounts; i++)
-            if (strcmp(mounts[i][0], keys) == 0) {
-                found = snprintf(out, len, "%s%s/cgroup.procs", mounts[i][1], strcmp(path, "/") ? path : "") <
-                        (int)len;
+        if (strlen(key) + strlen(o) + 2 > keylen)
+            return 0;
+        if (key[0])
+            strcat(key, ",");
+        strcat(key, o);
+    }
+    return key[0] != '\0';
+}
+
+/* "<mountpoint>/<path>/cgroup.procs" of the first hierarchy in /proc/self/cgroup that
+ * is mounted (its first mount), as cgroups.own_procs finds it: 1, or 0 if none. */
+static int own_procs(const char *proc, char *out, size_t len)
+{
+    char path[4096], controllers[4096], own[16384], *keys[64], *paths[64], key[256], *point, *line = NULL;
+    char best_point[4096];
+    int nown = 0, best;
+    size_t size = 0, got;
+    FILE *f;
+
+    read_controllers(proc, controllers, sizeof(controllers));
+    snprintf(path, sizeof(path), "%s/self/cgroup", proc);
+    if (!(f = fopen(path, "re")))
+        return 0;
+    got = fread(own, 1, sizeof(own) - 1, f);
+    fclose(f);
+    own[got] = '\0';
+    for (char *rest = own, *l; nown < 64 && (l = strsep(&rest, "\n"));) {
+        char *k = strchr(l, ':'), *v;
+
+        if (k && (v = strchr(++k, ':'))) {
+            *v++ = '\0';
+            keys[nown] = k;
+            paths[nown++] = v;
+        }
+    }
+    best = nown;
+    snprintf(path, sizeof(path), "%s/self/mountinfo", proc);
+    if (!(f = fopen(path, "re")))
+        return 0;
+    while (getline(&line, &size, f) > 0) {
+        if (!cgroup_mount(line, controllers, key, sizeof(key), &point))
+            continue;
+        for (int i = 0; i < best; i++)
+            if (strcmp(keys[i], key) == 0) {
+                best = i;
+                snprintf(best_point, sizeof(best_point), "%s", point);
                 break;
             }
     }
+    free(line);
     fclose(f);
-    return found;
+    if (best == nown)
+        return 0;
+    char *rel = paths[best] + strspn(paths[best], "/");
+    int n = (int)strlen(rel);
+
+    while (n > 0 && rel[n - 1] == '/')
+        n--;
+    return snprintf(out, len, "%s%s%.*s/cgroup.procs", best_point, n ? "/" : "", n, rel) < (int)len;
 }
 
 static void prime(const char *procs, int stop_fd)
@@ -140,7 +218,7 @@ static void start_primer(void)
     int stop[2];
     pid_t pid;
 
-    if (!own_procs(procs, sizeof(procs)) || pipe2(stop, O_CLOEXEC) < 0)
+    if (!own_procs("/proc", procs, sizeof(procs)) || pipe2(stop, O_CLOEXEC) < 0)
         return;
     pid = fork();
     if (pid == 0) {

@@ -8,7 +8,7 @@ limits themselves are computed by ``resources``; ``apply`` writes them.
 
 import posix  # not os (~1.5 ms to import): delete and kill --all use this module
 
-from . import pathnames
+from . import mountinfo, pathnames
 from .errors import OCIError
 from .log import debug, warn
 
@@ -19,23 +19,42 @@ _cache = {}
 _stop_primer = None  # stops the running primer (and reaps the launcher's), while one runs
 
 
-def hierarchies():
-    """{controller-key: mountpoint} of the host: v1 keys are the mount's controllers
-    ("memory", "name=systemd"), the cgroup2 mount's key is UNIFIED."""
-    if "hierarchies" in _cache:
-        return _cache["hierarchies"]
-    found = _cache["hierarchies"] = {}
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index("-")
-            fstype, mountpoint = fields[sep + 1], fields[4]
-            if fstype == "cgroup2":
-                found.setdefault(UNIFIED, mountpoint)
-            elif fstype == "cgroup":
-                opts = [o for o in fields[sep + 3].split(",") if o not in ("rw", "ro")]
-                found.setdefault(",".join(opts), mountpoint)
+def hierarchies(proc="/proc"):
+    """{controller-key: mountpoint} of the host (the first mount of each hierarchy): a v1
+    key is exactly what /proc/self/cgroup names the hierarchy ("cpu,cpuacct",
+    "name=systemd"), the cgroup2 mount's key is UNIFIED. ``proc``: where /proc is (a
+    fixture's copy in tests)."""
+    cached = _cache.get(("hierarchies", proc))
+    if cached is not None:
+        return cached
+    found = _cache[("hierarchies", proc)] = {}
+    controllers = None
+    for m in mountinfo.mounts(proc, ("cgroup", "cgroup2")):
+        if m.fstype == "cgroup2":
+            found.setdefault(UNIFIED, m.point)
+            continue
+        if controllers is None:
+            controllers = v1_controllers(proc)
+        key = hierarchy_key(m.super_options, controllers)
+        if key:  # no controller the kernel knows and no name: not a hierarchy we can name
+            found.setdefault(key, m.point)
     return found
+
+
+def v1_controllers(proc="/proc"):
+    """The controller names this kernel has (the first column of /proc/cgroups)."""
+    try:
+        with open(f"{proc}/cgroups") as f:
+            return {line.split("\t", 1)[0] for line in f if not line.startswith("#")}
+    except OSError:
+        return set()
+
+
+def hierarchy_key(super_options, controllers):
+    """A v1 mount's key: its controllers and name=X, in the mount's order (the kernel
+    writes both lists in the same order), without the options that are no controller
+    (rw, xattr, noprefix, clone_children, cpuset_v2_mode, favordynmods, release_agent=...)."""
+    return ",".join(o for o in super_options if o in controllers or o.startswith("name="))
 
 
 def pure_v2(hierarchy_map):
@@ -44,19 +63,20 @@ def pure_v2(hierarchy_map):
     return set(hierarchy_map) == {UNIFIED}
 
 
-def own_cgroups():
+def own_cgroups(proc="/proc"):
     """{controller-key: path} of this process (from /proc/self/cgroup)."""
-    if "own" in _cache:
-        return _cache["own"]
-    own = _cache["own"] = {}
-    with open("/proc/self/cgroup") as f:
+    cached = _cache.get(("own", proc))
+    if cached is not None:
+        return cached
+    own = _cache[("own", proc)] = {}
+    with open(f"{proc}/self/cgroup") as f:
         for line in f:
             _, controllers, path = line.rstrip("\n").split(":", 2)
             own[controllers] = path
     return own
 
 
-def container_paths(cgroups_path, container_id):
+def container_paths(cgroups_path, container_id, proc="/proc"):
     """{mountpoint-dir: absolute dir} the container's cgroup lives at, per hierarchy.
 
     An absolute cgroupsPath is taken from each hierarchy's root; a relative one
@@ -65,9 +85,9 @@ def container_paths(cgroups_path, container_id):
     runc's does: our own cgroup holds processes, so it can't enable controllers below.
     """
     inner = cgroups_path or container_id
-    own = own_cgroups() if not inner.startswith("/") else {}
+    own = own_cgroups(proc) if not inner.startswith("/") else {}
     paths = {}
-    for key, mountpoint in hierarchies().items():
+    for key, mountpoint in hierarchies(proc).items():
         base = own.get(key, "/") if own else "/"
         if key == UNIFIED:
             base = pathnames.dirname(base)
@@ -103,20 +123,27 @@ def prime_migration():
 
         _stop_primer = stop
         return
-    mounts = hierarchies()
-    own = next(((mounts[k], p.strip("/")) for k, p in own_cgroups().items() if k in mounts), None)
-    if own is None:
+    procs = own_procs()
+    if procs is None:
         return
     import _thread
     import sys
 
-    procs = "/".join(part for part in (*own, "cgroup.procs") if part)
     stop = _thread.allocate_lock()
     stop.acquire()
     _thread.start_new_thread(_prime, (procs, stop))
     sys.setswitchinterval(0.001)  # the thread's next move mustn't wait 5 ms for the GIL
     _stop_primer = stop.release
     debug(f"cgroup migration primer: a thread, writing {procs}")
+
+
+def own_procs(proc="/proc"):
+    """cgroup.procs of this process's cgroup in the first hierarchy of /proc/self/cgroup
+    that is mounted, or None: where a primer writes. native/launcher.c's own_procs finds
+    the same file (tests/test_mountinfo.py)."""
+    mounts = hierarchies(proc)
+    own = next(((mounts[k], p.strip("/")) for k, p in own_cgroups(proc).items() if k in mounts), None)
+    return None if own is None else "/".join(part for part in (*own, "cgroup.procs") if part)
 
 
 def _adopt_launcher_primer():
@@ -182,7 +209,7 @@ def controller_versions():
             pass
     for key in mounts:
         if key != UNIFIED:
-            versions.update(dict.fromkeys(key.split(","), "v1"))
+            versions.update((c, "v1") for c in key.split(",") if not c.startswith("name="))
     return versions, pure_v2(mounts)
 
 

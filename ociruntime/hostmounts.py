@@ -3,29 +3,18 @@ leaves those mounts behind). `create` notes which mounts were there before; a fa
 create and `delete` detach the ones added since, and only those: an engine's own
 rootfs mount (containerd's overlay at bundle/rootfs) stays."""
 
-
-def _unescape(field):
-    """mountinfo writes space, tab, newline and backslash as \\040, \\011, \\012, \\134."""
-    parts = field.split("\\")
-    return parts[0] + "".join(chr(int(p[:3], 8)) + p[3:] for p in parts[1:])
+from . import mountinfo
 
 
-def _under(rootfs):
+def _under(rootfs, proc="/proc"):
     """(mount id, mount point) of the mounts at or under rootfs, in mountinfo's order."""
     prefix = rootfs.rstrip("/") + "/"
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split(" ", 5)
-            point = _unescape(fields[4])
-            if point == rootfs or point.startswith(prefix):
-                found.append((int(fields[0]), point))
-    return found
+    return [(m.id, m.point) for m in mountinfo.mounts(proc) if m.point == rootfs or m.point.startswith(prefix)]
 
 
-def present(rootfs):
+def present(rootfs, proc="/proc"):
     """The ids of the mounts already at or under rootfs."""
-    return [mount_id for mount_id, _ in _under(rootfs)]
+    return [mount_id for mount_id, _ in _under(rootfs, proc)]
 
 
 def detach_added(data):

@@ -14,6 +14,8 @@ three up front, before anything is created: a label that is set is never dropped
 
 import posix
 
+from .. import mountinfo
+
 SELINUXFS = "/sys/fs/selinux"
 
 # Filesystems whose mount takes no context= (runc's rules, rootfs_linux.go): proc and
@@ -53,24 +55,9 @@ def apparmor_enabled():
     return bool(value) and value[:1] == b"Y"
 
 
-def selinuxfs_mounts(mountinfo):
+def selinuxfs_mounts(text):
     """The read-write selinuxfs mount points in a /proc/self/mountinfo text."""
-    out = []
-    for line in mountinfo.splitlines():
-        if " - selinuxfs " not in line:
-            continue
-        fields = line.split(" ")
-        if len(fields) > 5 and "rw" in fields[5].split(","):
-            out.append(_unescape(fields[4]))
-    return out
-
-
-def _unescape(field):
-    """mountinfo's octal escapes (\\040 for a space) undone."""
-    if "\\" not in field:
-        return field
-    parts = field.split("\\")
-    return parts[0] + "".join(chr(int(p[:3], 8)) + p[3:] if p[:3].isdigit() else "\\" + p for p in parts[1:])
+    return [m.point for m in mountinfo.parse(text, ("selinuxfs",)) if "rw" in m.options]
 
 
 def selinux_enabled():
@@ -81,8 +68,7 @@ def selinux_enabled():
     filesystems = _read("/proc/filesystems", 1 << 16) or b""
     if b"\tselinuxfs\n" not in filesystems:
         return False
-    mountinfo = (_read("/proc/self/mountinfo", 1 << 20) or b"").decode(errors="replace")
-    mounts = selinuxfs_mounts(mountinfo)
+    mounts = selinuxfs_mounts((_read("/proc/self/mountinfo", 1 << 20) or b"").decode(errors="surrogateescape"))
     mount = SELINUXFS if SELINUXFS in mounts else mounts[0] if mounts else None
     if mount is None or _read(mount + "/enforce") is None:
         return False

@@ -60,8 +60,12 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
     # cgroup_v2 tests run in the qemu guest of tests/vm (tests/test_v2_lane.py boots it)
     # when this host is not pure cgroup v2: deselected here, not skipped.
-    # apparmor tests, likewise, where this host has no AppArmor (the guest's kernel has it).
-    for marker, here in (("cgroup_v2", pure_cgroup_v2()), ("apparmor", apparmor_enabled())):
+    # apparmor tests, likewise, where this host has no AppArmor (the guest's kernel has it);
+    # cgroup_v1_hybrid tests where this host's cgroups aren't laid out as this machine's.
+    from cgroup_layout import hybrid_v1_layout
+
+    for marker, here in (("cgroup_v2", pure_cgroup_v2()), ("apparmor", apparmor_enabled()),
+                         ("cgroup_v1_hybrid", hybrid_v1_layout())):
         if not here:
             elsewhere = [item for item in items if item.get_closest_marker(marker)]
             if elsewhere:

@@ -342,6 +342,7 @@ NODES = [("c", 1, 3), ("c", 1, 5), ("c", 2, 1), ("b", 3, 1), ("b", 3, 3)]
     [("deny", "a"), ("allow", "c *:* m"), ("deny", "c 1:3 m"), ("allow", "b 3:1 rw"), ("deny", "b 3:1 r")],
     devices.cgroup_rules(default_config()["linux"]["resources"]["devices"]),
 ], ids=["partial-deny", "no-hole-in-wildcard", "split-allows", "whitelist-removals", "runc-defaults"])
+@pytest.mark.cgroup_v1_hybrid
 def test_the_kernel_agrees(cgroup, v1_cgroup, tmp_path, rules):
     """The same rules in a v1 devices cgroup and as our filter on a cgroup v2: the kernel
     refuses (EPERM) exactly the requests the model refuses, in both."""

@@ -273,6 +273,7 @@ def test_tmpfs_size_is_enforced(runtime, make_bundle):
     assert int(out.splitlines()[-1].split()[0]) <= 64
 
 
+@pytest.mark.cgroup_v1_hybrid
 def test_default_filesystems_are_mounted(runtime, make_bundle):
     bundle = make_bundle("cat", "/proc/self/mountinfo")
     out = run_ok(runtime, bundle)
@@ -289,6 +290,7 @@ def test_default_filesystems_are_mounted(runtime, make_bundle):
     assert all("ro" in m["opts"] for m in cgroups)
 
 
+@pytest.mark.cgroup_v1_hybrid
 def test_cgroup_mount_shows_container_cgroup(runtime, make_bundle):
     bundle = make_bundle("sh", "-c", "cat /sys/fs/cgroup/pids/cgroup.procs; ls /sys/fs/cgroup")
     out = run_ok(runtime, bundle).split()

@@ -144,7 +144,7 @@ def test_scheduler_reset_on_fork(runtime, make_bundle):
     assert (child["policy"], child["rt_priority"]) == (0, 0)
 
 
-@pytest.mark.skipif(not rt_group_sched(), reason="the host's kernel has no RT group scheduling on cgroup v1")
+@pytest.mark.cgroup_v1_hybrid
 def test_scheduler_realtime_without_cgroup_runtime(runtime, make_bundle):
     """The init sets its policy once it is in its cgroups (runc's order): in a cpu cgroup
     without realtime runtime, the kernel refuses, and the error says what to set. Set

@@ -202,11 +202,8 @@ V1_FILES = [
     ("cpuset", "cpuset.cpus", "0"), ("pids", "pids.max", "42"),
 ]
 
-v1_only = pytest.mark.skipif(not os.path.isdir("/sys/fs/cgroup/memory"), reason="needs cgroup v1 controllers")
-
-
 @pytest.mark.root
-@v1_only
+@pytest.mark.cgroup_v1_hybrid
 def test_limits_read_back_outside_and_inside(runtime, make_bundle):
     script = "; ".join(f"echo {c}/{f}=$(cat /sys/fs/cgroup/{c}/{f})" for c, f, _ in V1_FILES)
     bundle = make_bundle("sh", "-c", script)
@@ -225,6 +222,7 @@ def test_limits_read_back_outside_and_inside(runtime, make_bundle):
 
 
 @pytest.mark.root
+@pytest.mark.cgroup_v1_hybrid
 def test_hugetlb_on_the_hybrid_cgroup2_mount(runtime, make_bundle):
     """This machine has hugetlb only on its cgroup2 mount: crun refuses the layout, we use it."""
     huge = [{"pageSize": "2MB", "limit": 8 << 20}]
@@ -238,7 +236,7 @@ def test_hugetlb_on_the_hybrid_cgroup2_mount(runtime, make_bundle):
 
 
 @pytest.mark.root
-@v1_only
+@pytest.mark.cgroup_v1_hybrid
 @pytest.mark.parametrize("group, value, words", [
     # this host has no net_cls controller
     ("network", {"classID": 1048577}, ["linux.resources.network.classID: this host has no net_cls cgroup controller"]),
@@ -257,7 +255,7 @@ def test_what_the_host_cannot_apply_is_one_clear_error(runtime, make_bundle, gro
 
 
 @pytest.mark.root
-@v1_only
+@pytest.mark.cgroup_v1_hybrid
 def test_a_value_the_kernel_refuses_names_the_field_and_leaves_nothing(runtime, make_bundle):
     bundle = make_bundle("true")
     bundle.config["linux"]["resources"]["cpu"] = {"cpus": "4096"}  # no such CPU
@@ -269,7 +267,7 @@ def test_a_value_the_kernel_refuses_names_the_field_and_leaves_nothing(runtime, 
 
 
 @pytest.mark.root
-@v1_only
+@pytest.mark.cgroup_v1_hybrid
 def test_oom_kill_exits_137(runtime, make_bundle):
     bundle = make_bundle("sh", "-c", "echo started; exec dd if=/dev/zero of=/dev/null bs=64M count=1; echo survived")
     bundle.config["linux"]["resources"]["memory"] = {"limit": 16 << 20, "swap": 16 << 20}
@@ -284,7 +282,7 @@ def _cgroup_dirs(name):
 
 
 @pytest.mark.root
-@v1_only
+@pytest.mark.cgroup_v1_hybrid
 @pytest.mark.parametrize("kind", ["absolute", "relative", "default"])
 def test_cgroups_path_and_nothing_left_after_delete(runtime, make_bundle, kind):
     cid = runtime.new_id()
@@ -310,7 +308,7 @@ def test_cgroups_path_and_nothing_left_after_delete(runtime, make_bundle, kind):
 
 
 @pytest.mark.root
-@v1_only
+@pytest.mark.cgroup_v1_hybrid
 def test_joining_an_existing_cgroup_leaves_it_in_place(runtime, make_bundle):
     cid = runtime.new_id()
     existing = f"/sys/fs/cgroup/pids/{cid}"
@@ -329,7 +327,7 @@ def test_joining_an_existing_cgroup_leaves_it_in_place(runtime, make_bundle):
 
 
 @pytest.mark.root
-@v1_only
+@pytest.mark.cgroup_v1_hybrid
 def test_a_failed_join_names_the_cgroup_file(runtime, make_bundle):
     """A cpuset cgroup with no cpus takes no process (ENOSPC): the error names the file
     (it used to say "linux.cgroupsPath: None")."""
@@ -349,7 +347,7 @@ def test_a_failed_join_names_the_cgroup_file(runtime, make_bundle):
 
 
 @pytest.mark.root
-@v1_only
+@pytest.mark.cgroup_v1_hybrid
 def test_kernel_memory_is_accepted_and_a_dropped_knob_warned(runtime, make_bundle):
     """Kernels since 5.16 take memory.kmem.limit_in_bytes and keep "max": then a warning,
     never a silent success; memory.kmem.tcp.limit_in_bytes still holds on v1."""

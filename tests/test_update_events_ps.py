@@ -3,7 +3,6 @@ limits (read back from cgroupfs), events prints runc-shaped stats and OOM events
 ps lists the container's processes."""
 
 import json
-import os
 import subprocess
 import time
 
@@ -81,10 +80,7 @@ def sleeper(runtime, make_bundle):
     runtime("delete", "--force", cid)
 
 
-v1_only = pytest.mark.skipif(not os.path.isdir("/sys/fs/cgroup/memory"), reason="needs cgroup v1 controllers")
-
-
-@v1_only
+@pytest.mark.cgroup_v1_hybrid
 def test_update_flags_change_live_limits(runtime, sleeper):
     cid, pid = sleeper
     runtime("update", "--memory", "128m", "--pids-limit", "20", "--cpu-quota", "50000", "--cpu-share", "256", cid)
@@ -95,7 +91,7 @@ def test_update_flags_change_live_limits(runtime, sleeper):
     assert _read(f"{_cgroup_dir(pid, 'cpu')}/cpu.shares") == "256"
 
 
-@v1_only
+@pytest.mark.cgroup_v1_hybrid
 def test_update_resources_file_and_stdin(runtime, sleeper, tmp_path):
     cid, pid = sleeper
     res = tmp_path / "res.json"
@@ -111,7 +107,7 @@ def test_update_resources_file_and_stdin(runtime, sleeper, tmp_path):
     assert _read(f"{_cgroup_dir(pid, 'pids')}/pids.max") == "7"
 
 
-@v1_only
+@pytest.mark.cgroup_v1_hybrid
 def test_update_errors_are_clear(runtime, sleeper):
     cid, pid = sleeper
     proc = runtime("update", "--memory", "4k", cid, check=False)  # below what the container uses
@@ -126,7 +122,7 @@ def test_update_errors_are_clear(runtime, sleeper):
     assert _read(f"{_cgroup_dir(pid, 'memory')}/memory.limit_in_bytes") == str(64 << 20)  # unchanged
 
 
-@v1_only
+@pytest.mark.cgroup_v1_hybrid
 def test_events_stats_is_shaped_like_runcs(runtime, sleeper):
     cid, pid = sleeper
     event = json.loads(runtime("events", "--stats", cid).stdout)
@@ -140,7 +136,7 @@ def test_events_stats_is_shaped_like_runcs(runtime, sleeper):
     assert "--stats" in runc_help.stdout  # the reference has the same verb and flag
 
 
-@v1_only
+@pytest.mark.cgroup_v1_hybrid
 def test_events_streams_stats_and_reports_an_oom(runtime, make_bundle):
     bundle = make_bundle("sh", "-c", "sleep 1; dd if=/dev/zero of=/dev/null bs=64M count=1; sleep 60")
     bundle.config["linux"]["resources"]["memory"] = {"limit": 16 << 20, "swap": 16 << 20}

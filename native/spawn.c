@@ -259,7 +259,8 @@ static void close_inherited(const struct oci_plan *plan)
         oci_fail(1, "close_range");
 }
 
-/* A pty made inside the container (its devpts), master sent to the console socket. */
+/* A pty made inside the container (its devpts), master sent to the console socket,
+ * slave our stdio (OCI_STEP_CONSOLE). */
 static void setup_console(const struct oci_plan *plan)
 {
     char name[64];
@@ -329,9 +330,7 @@ static void run_init(const struct oci_plan *plan, int said_pid[2])
         close(fd);
     }
     saved_umask = umask(0);
-    oci_run_steps(plan, hooks_point, wait_parent);
-    if (plan->console_fd >= 0)
-        setup_console(plan);
+    oci_run_steps(plan, hooks_point, wait_parent, setup_console);
     umask(saved_umask);
     oci_lsm_apply(p);
     finalize_process(plan);

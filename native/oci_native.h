@@ -39,6 +39,8 @@
                                       on an mqueue mount point, which takes no context= */
 #define OCI_STEP_WAIT_JOINED   18  /* wait for 'C' (the parent joined the cgroups): before the process
                                       attributes that depend on them (scheduler, memory policy) */
+#define OCI_STEP_CONSOLE       19  /* process.terminal: make the pty (see console_fd); with dst, bind its
+                                      slave onto dst (/dev/console, made an empty file if missing) */
 
 #define OCI_PIVOT_ROOT          0  /* pivot_root and detach the old root */
 #define OCI_PIVOT_MOVE          1  /* move the rootfs mount onto / and chroot (--no-pivot) */
@@ -125,7 +127,9 @@ struct oci_mempolicy {
 struct oci_process {
     const char *const *argv;    /* NULL-terminated; argv[0] searched in PATH of envp if it has no '/' */
     const char *const *envp;
-    const char *cwd;
+    const char *cwd;            /* chdir'd last, as the process's user; refused unless the kernel's getcwd
+                                   then finds it inside the root (a path through a preserved directory
+                                   fd, /proc/self/fd/3, leads out: CVE-2024-21626's class) */
     unsigned int uid, gid;
     int ngroups;                /* -1: leave supplementary groups alone */
     const unsigned int *groups;
@@ -184,10 +188,11 @@ struct oci_plan {
     int start_wfd;              /* its write end, held by the init so the read can't see EOF */
     int err_rfd, err_wfd;       /* the exec-error pipe: after 'R' a failure is written to err_wfd;
                                    a successful exec closes it, so its reader sees EOF */
-    int console_fd;             /* -1, or a connected unix socket: after pivot_root the init makes a
-                                   pty in the container's devpts, sends the master over it with
-                                   SCM_RIGHTS (payload: the slave's path) and takes the slave as
-                                   its stdio and controlling terminal */
+    int console_fd;             /* -1, or a connected unix socket: at OCI_STEP_CONSOLE (after pivot_root,
+                                   before the read-only root and the masks) the init makes a pty in
+                                   the container's devpts, sends the master over it with SCM_RIGHTS
+                                   (payload: the slave's path) and takes the slave as its stdio and
+                                   controlling terminal */
     unsigned short console_rows, console_cols; /* process.consoleSize, 0: leave */
 };
 

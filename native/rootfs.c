@@ -237,6 +237,21 @@ static void do_pivot(const char *rootfs, unsigned long how)
     close(newroot);
 }
 
+/* The spec's /dev/console: the pty's slave (our stdin by now) bound onto it, the
+ * file made if the rootfs has none, as runc does. */
+static void mount_console(int rootfd, const struct oci_step *s)
+{
+    char buf[32];
+    struct oci_step bind = *s;
+
+    bind.src = oci_fdpath(0, buf);
+    bind.fstype = NULL;
+    bind.flags = MS_BIND;
+    bind.mode = S_IFREG;
+    bind.propagation = 0;
+    do_mount(rootfd, &bind);
+}
+
 static int open_existing(int rootfd, const struct oci_step *s)
 {
     int fd = oci_open_in_root(rootfd, s->dst, 0, 0);
@@ -302,7 +317,8 @@ static void write_file(int rootfd, const struct oci_step *s)
 }
 
 void oci_run_steps(const struct oci_plan *plan, void (*hooks_point)(const struct oci_plan *),
-                   void (*wait_parent)(const struct oci_plan *, char type))
+                   void (*wait_parent)(const struct oci_plan *, char type),
+                   void (*console)(const struct oci_plan *))
 {
     int rootfd = open(plan->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC), i;
 
@@ -357,6 +373,11 @@ void oci_run_steps(const struct oci_plan *plan, void (*hooks_point)(const struct
             break;
         case OCI_STEP_WAIT_JOINED:
             wait_parent(plan, 'C');
+            break;
+        case OCI_STEP_CONSOLE:
+            console(plan);
+            if (s->dst)
+                mount_console(rootfd, s);
             break;
         case OCI_STEP_PIVOT:
             close(rootfd);

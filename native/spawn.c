@@ -131,6 +131,25 @@ static void set_caps(const struct oci_process *p, int last)
                 oci_fail(1, "process.capabilities.ambient: raise capability %d", cap);
 }
 
+/* chdir, then make sure the directory is inside the process's root: a path through a
+ * directory fd it was handed (--preserve-fds: /proc/self/fd/3, /proc/self/fd/3/..)
+ * leads out of it whatever the string says (runc's fix of CVE-2024-21626). The kernel's
+ * own getcwd tells: "(unreachable)..." for a directory outside the root, ENOENT for one
+ * already removed. */
+static void enter_cwd(const char *cwd)
+{
+    char buf[4096];
+    long n;
+
+    if (chdir(cwd) < 0)
+        oci_fail(1, "process.cwd: chdir %s", cwd);
+    n = syscall(SYS_getcwd, buf, sizeof(buf));
+    if (n < 0 && errno != ENOENT)
+        oci_fail(1, "process.cwd: getcwd after chdir %s", cwd);
+    if (n < 0 || buf[0] != '/')
+        oci_fail(0, "process.cwd: %s is outside the container's root: possible container breakout detected", cwd);
+}
+
 /* Everything between the filesystem and the exec: limits, identity, caps. */
 static void finalize_process(const struct oci_plan *plan)
 {
@@ -175,8 +194,7 @@ static void finalize_process(const struct oci_plan *plan)
     }
     if (p->umask >= 0)
         umask(p->umask);
-    if (chdir(p->cwd) < 0)
-        oci_fail(1, "process.cwd: chdir %s", p->cwd);
+    enter_cwd(p->cwd);
 }
 
 static const char *env_path(const char *const *envp)
@@ -241,7 +259,8 @@ static void close_inherited(const struct oci_plan *plan)
         oci_fail(1, "close_range");
 }
 
-/* A pty made inside the container (its devpts), master sent to the console socket. */
+/* A pty made inside the container (its devpts), master sent to the console socket,
+ * slave our stdio (OCI_STEP_CONSOLE). */
 static void setup_console(const struct oci_plan *plan)
 {
     char name[64];
@@ -311,9 +330,7 @@ static void run_init(const struct oci_plan *plan, int said_pid[2])
         close(fd);
     }
     saved_umask = umask(0);
-    oci_run_steps(plan, hooks_point, wait_parent);
-    if (plan->console_fd >= 0)
-        setup_console(plan);
+    oci_run_steps(plan, hooks_point, wait_parent, setup_console);
     umask(saved_umask);
     oci_lsm_apply(p);
     finalize_process(plan);

@@ -27,11 +27,13 @@ const char *oci_fdpath(int fd, char buf[32]);
  * and SIGXFSZ, and an ignored signal survives execve. */
 void oci_reset_signals(void);
 
-/* Run the plan's steps in order; `hooks_point` is called at OCI_STEP_HOOKS, and
+/* Run the plan's steps in order; `hooks_point` is called at OCI_STEP_HOOKS,
  * `wait_parent` for the parent's 'G' at OCI_STEP_WAIT_PARENT and its 'C' at
- * OCI_STEP_UNSHARE_CGROUPNS and OCI_STEP_WAIT_JOINED. */
+ * OCI_STEP_UNSHARE_CGROUPNS and OCI_STEP_WAIT_JOINED, and `console` at
+ * OCI_STEP_CONSOLE, which leaves the pty's slave on fd 0. */
 void oci_run_steps(const struct oci_plan *plan, void (*hooks_point)(const struct oci_plan *),
-                   void (*wait_parent)(const struct oci_plan *, char type));
+                   void (*wait_parent)(const struct oci_plan *, char type),
+                   void (*console)(const struct oci_plan *));
 
 /* Build the seccomp filter (errors surface before "created"), then load it:
  * oci_load_seccomp returns the listener fd with notify, else -1. */

@@ -16,7 +16,7 @@ _OPS = {
     "propagation": lib.OCI_STEP_PROPAGATION, "bind_rootfs": lib.OCI_STEP_BIND_ROOTFS,
     "mkdir": lib.OCI_STEP_MKDIR, "wait_parent": lib.OCI_STEP_WAIT_PARENT,
     "unshare_cgroupns": lib.OCI_STEP_UNSHARE_CGROUPNS, "file_label": lib.OCI_STEP_FILE_LABEL,
-    "wait_joined": lib.OCI_STEP_WAIT_JOINED,
+    "wait_joined": lib.OCI_STEP_WAIT_JOINED, "console": lib.OCI_STEP_CONSOLE,
 }
 
 

@@ -121,6 +121,9 @@ def build_exec(config, process, init_pid, preserve_fds=0):
     steps = []
     if attrs["scheduler"] or attrs["memory_policy"]:
         _insert_wait_joined(steps, "wait_joined")
+    waits_for_join = bool(steps)
+    if process.get("terminal"):
+        steps.append(step("console", "process.terminal"))  # a pty, and no mount: the container's is there
     userns = "user" in types
     affinity = (None, None)
     if process.get("execCPUAffinity") is not None:
@@ -130,7 +133,7 @@ def build_exec(config, process, init_pid, preserve_fds=0):
     return {
         "exec_cpu_affinity": affinity,  # (initial, final): before and after the cgroup join
         "id": None, "clone_flags": 0, "unshare_cgroupns": False, "unshare_timens": False, "timens_offsets": None,
-        "waits_for_join": bool(steps),
+        "waits_for_join": waits_for_join,
         "joins": joins,
         "userns": userns,
         "non_dumpable": not userns,  # it always joins: see build()
@@ -334,6 +337,10 @@ def _steps(config, linux, bundle, rootfs, ns_new, ns_all, userns, no_pivot, cgro
     steps.append(step("pivot", "root.path", flags=how))
     if propagation is not None and "mount" in ns_new:
         steps.append(step("propagation", "linux.rootfsPropagation", dst="/", propagation=propagation))
+    if config["process"].get("terminal"):
+        # The spec's /dev/console is the pty's slave: bound there once the config's mounts
+        # are all in, before the root goes read-only and the masks (runc's place).
+        steps.append(step("console", "process.terminal", dst="/dev/console"))
 
     for key, value in (linux.get("sysctl") or {}).items():
         _check_sysctl(key, ns_all)

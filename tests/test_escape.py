@@ -170,16 +170,17 @@ def test_bind_through_dev_symlink_stays_in_rootfs(runtime, make_bundle, tmp_path
 CWD_PROBE = "pwd -P; ls -a; cd ../../../../../../../../..; ls -a"
 
 
-def run_holding_dir_fds(runtime, bundle, directory, numbers, *global_opts):
-    """`run` from a process holding a directory fd at each of ``numbers`` without
-    --preserve-fds: fds a caller leaks, which the runtime must not pass on."""
+def run_holding_dir_fds(runtime, bundle, directory, numbers, *global_opts, preserve_fds=0):
+    """`run` from a process holding a directory fd at each of ``numbers``: without
+    --preserve-fds fds a caller leaks, which the runtime must not pass on."""
     code = ("import os, sys\n"
             f"fd = os.open({str(directory)!r}, os.O_RDONLY | os.O_DIRECTORY)\n"
+            "os.set_inheritable(fd, True)  # it may be one of the numbers: dup2 leaves it as it is\n"
             f"for n in {list(numbers)!r}:\n"
             "    os.dup2(fd, n)\n"
             "os.execv(sys.argv[1], sys.argv[1:])\n")
     argv = [sys.executable, "-c", code, RUNTIME, "--root", runtime.root, *global_opts,
-            "run", "--bundle", str(bundle.path), runtime.new_id()]
+            "run", "--preserve-fds", str(preserve_fds), "--bundle", str(bundle.path), runtime.new_id()]
     return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
 
 
@@ -224,6 +225,32 @@ def test_cwd_through_a_planted_link_never_leaves_the_rootfs(runtime, make_bundle
     bundle.config["process"]["cwd"] = "/work"
     bundle.write()
     assert_inside_or_refused(run_holding_dir_fds(runtime, bundle, host_dir, range(3, 16)), bundle)
+
+
+@pytest.mark.parametrize("cwd", ["/proc/self/fd/3", "/proc/self/fd/3/.."])
+def test_cwd_through_a_preserved_fd_never_leaves_the_rootfs(runtime, make_bundle, host_dir, cwd):
+    """The caller hands the container a host directory on purpose (--preserve-fds 1) and
+    process.cwd names it. Naive: chdir after pivot_root follows the magic link out."""
+    bundle = make_bundle("sh", "-c", CWD_PROBE)
+    bundle.config["process"]["cwd"] = cwd
+    bundle.write()
+    assert_inside_or_refused(run_holding_dir_fds(runtime, bundle, host_dir, [3], preserve_fds=1), bundle)
+
+
+def test_cwd_swapped_for_a_preserved_fd_never_leaves_the_rootfs(runtime, make_bundle, host_dir):
+    """process.cwd (/work) is made in the rootfs, then a createContainer hook puts a link
+    to /proc/self/fd/3, the preserved host directory, in its place. Naive: trusts the
+    directory it made and chdirs through whatever is there at the end; the check belongs
+    after the chdir, on where the process really is (runc's fix of CVE-2024-21626)."""
+    bundle = make_bundle("sh", "-c", CWD_PROBE)
+    work = bundle.rootfs / "work"
+    bundle.config["process"]["cwd"] = "/work"
+    bundle.config["hooks"] = {"createContainer": [
+        {"path": "/bin/sh", "args": ["sh", "-c", f"rmdir {work} && ln -s /proc/self/fd/3 {work}"]}]}
+    bundle.write()
+    proc = run_holding_dir_fds(runtime, bundle, host_dir, [3], preserve_fds=1)
+    assert_inside_or_refused(proc, bundle)
+    assert "possible container breakout detected" in proc.stderr, proc.stderr
 
 
 def test_cwd_is_the_configured_directory(runtime, make_bundle):

@@ -114,6 +114,45 @@ def test_exec_process_file_is_validated(runtime, container, tmp_path, process, f
     one_error_line(exec_(runtime, container[1], opts=["-p", str(tmp_path / "p.json")]), field)
 
 
+def exec_holding(runtime, directory, *args):
+    """`ociruntime exec --preserve-fds 1 ARGS` from a caller holding ``directory`` at fd 3."""
+    argv = ["sh", "-c", 'd=$1; shift; exec "$@" 3<"$d"', "sh", str(directory),
+            RUNTIME, "--root", runtime.root, "exec", "--preserve-fds", "1", *args]
+    return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("how", ["--cwd", "--process"])
+@pytest.mark.parametrize("cwd", ["/proc/self/fd/3", "/proc/self/fd/3/..", "/proc/self/fd/3/../../.."])
+def test_exec_cwd_through_a_preserved_fd_is_refused(runtime, container, tmp_path, how, cwd):
+    """The caller hands exec a host directory on fd 3 and names it as the working directory
+    (CVE-2024-21626's class). Naive: chdir follows /proc/self/fd/3 out to the host and the
+    program starts there; runc refuses ("possible container breakout detected")."""
+    _, cid = container
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "host-marker").write_text("host\n")
+    probe = ["sh", "-c", "pwd; ls -a"]
+    if how == "--cwd":
+        proc = exec_holding(runtime, host, "--cwd", cwd, cid, *probe)
+    else:
+        (tmp_path / "p.json").write_text(json.dumps({"args": probe, "cwd": cwd, "user": {"uid": 0, "gid": 0}}))
+        proc = exec_holding(runtime, host, "--process", str(tmp_path / "p.json"), cid)
+    assert "host-marker" not in proc.stdout and "bundle" not in proc.stdout, proc.stdout
+    one_error_line(proc, "process.cwd", cwd, "possible container breakout detected")
+    init = runtime.state(cid)["pid"]
+    assert json.loads(runtime("ps", "--format", "json", cid).stdout) == [init], "the refused process is gone"
+    assert exec_(runtime, cid, "sh", "-c", "cd /tmp && pwd").stdout == "/tmp\n", "the container still works"
+
+
+def test_exec_cwd_with_a_preserved_fd_is_the_containers(runtime, container, tmp_path):
+    """The positive side: the fd still reaches the program, and a cwd in the container is kept."""
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "host-marker").write_text("host\n")
+    proc = exec_holding(runtime, host, "--cwd", "/etc", container[1], "sh", "-c", "pwd; ls /proc/self/fd/3/")
+    assert (proc.returncode, proc.stdout.split()) == (0, ["/etc", "host-marker"]), proc.stderr
+
+
 def test_exec_applies_the_containers_seccomp_filter(runtime, make_bundle):
     bundle = make_bundle("sleep", "300")
     bundle.config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [

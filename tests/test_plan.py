@@ -944,3 +944,27 @@ def test_the_unchanged_id_is_refused(bundle, user, field):
     cfg = config()
     cfg["process"]["user"] = user
     refused(cfg, bundle, field, "(uid_t)-1")
+
+
+def test_console_step_binds_dev_console_before_the_root_goes_read_only(bundle):
+    """process.terminal: the pty is made and bound on /dev/console after pivot_root (the
+    container's devpts) and before the read-only root, read-only paths and masks, which
+    could otherwise cover or refuse it (runc's place); without a terminal, no step."""
+    assert "console" not in ops(build(config(), bundle))
+    cfg = config()
+    cfg["process"]["terminal"] = True
+    order = ops(build(cfg, bundle))
+    assert order.index("pivot") < order.index("console") < order.index("remount_root")
+    assert order.index("console") < min(order.index("readonly"), order.index("mask"))
+    assert [(s["label"], s["dst"]) for s in steps(build(cfg, bundle), "console")] == [
+        ("process.terminal", "/dev/console")]
+
+
+def test_exec_console_step_mounts_nothing(bundle):
+    """exec -t: a pty for the new process, nothing bound (the container has its console)."""
+    process = {"args": ["sh"], "cwd": "/", "terminal": True, "scheduler": {"policy": "SCHED_BATCH"}}
+    p = plan.build_exec(config(), process, 1)
+    assert [(s["op"], s["dst"]) for s in p["steps"]] == [("wait_joined", None), ("console", None)]
+    assert p["waits_for_join"]
+    without_scheduler = {k: v for k, v in process.items() if k != "scheduler"}
+    assert not plan.build_exec(config(), without_scheduler, 1)["waits_for_join"]

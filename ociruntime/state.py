@@ -9,10 +9,13 @@ init is told to go on ('K', native/oci_native.h) — an init that never hears it
 itself. So at every instant what exists on the machine is named by a record that
 `delete --force` reads, and a directory without state.json holds nothing else.
 
-The record is data from a directory others may write: every field is checked for its
-type when it is read (a damaged one is an error naming the container and the file), and
-what it names is checked against the kernel before anything is removed, frozen or
-signalled through it (``cgroups.owned``, ``init_pid``).
+The record is data from a directory others may write, so nothing is done on its word
+alone. It is signed: HMAC-SHA256 with a key of 32 random bytes kept beside --root, not
+in it (``<root>.key``, mode 0600: a state directory handed to a container or an engine
+doesn't hold it); a record whose signature doesn't hold is damaged. Every field is
+checked for its type when read (a damaged record is an error naming the container and
+the file), and what it names is checked against the kernel before anything is removed,
+frozen or signalled through it (``cgroups.sort_owned``, ``init_pid``).
 
 A container's status is never stored: it is derived from the live init process (its
 start time guards against pid reuse) each time it is asked for.
@@ -26,6 +29,8 @@ from .errors import OCIError
 
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 _STATE, _TMP = "state.json", "state.json.tmp"
+_MAC = b',"mac":"'  # the signature ends the record: {...,"mac":"<64 hex digits>"}
+_keys = {}
 
 
 def check_id(container_id):
@@ -119,6 +124,7 @@ class Container:
             raise OCIError(f"--root {root}: {e.strerror}") from None
         fd = posix.open(path, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
         fcntl.flock(fd, fcntl.LOCK_EX)
+        _key(root, make=True)
         container = cls(root, container_id, fd, dict(data, creating=True))
         try:
             container.save()
@@ -197,11 +203,18 @@ class Container:
             return None
         except OSError as e:
             raise StateError(f"container {self.id!r}: {self.dir}/{_STATE}: {e.strerror}") from None
+        where = f"container {self.id!r}: {self.dir}/{_STATE}"
         try:
             if posix.fstat(fd).st_size > 1 << 20:
-                raise StateError(f"container {self.id!r}: {self.dir}/{_STATE}: larger than a state record can be")
+                raise StateError(f"{where}: larger than a state record can be")
             with open(fd, "rb", closefd=False) as f:
-                return fastjson.loads(f.read())
+                raw = f.read()
+            cut = raw.rfind(_MAC)
+            body = raw[:cut] + b"}"
+            if cut < 0 or not raw.endswith(b'"}') or not _same(raw[cut + len(_MAC):-2], _mac(_key(self.root), body)):
+                raise StateError(f"{where} is damaged: its signature doesn't hold (written by something other than "
+                                 f"this runtime with the key {_key_path(self.root)})")
+            return fastjson.loads(body)
         except (ValueError, RecursionError, UnicodeDecodeError) as e:
             raise StateError(f"container {self.id!r}: {self.dir}/{_STATE} is damaged: not a JSON record "
                              f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
@@ -223,8 +236,9 @@ class Container:
         """Replace the record atomically: a reader (or a crash) sees the old one or the new one."""
         fd = posix.open(_TMP, posix.O_WRONLY | posix.O_CREAT | posix.O_TRUNC | posix.O_CLOEXEC | posix.O_NOFOLLOW,
                         0o600, dir_fd=self._fd)
+        body = fastjson.dumps(self.data).encode()
         try:
-            posix.write(fd, fastjson.dumps(self.data).encode())
+            posix.write(fd, body[:-1] + _MAC + _mac(_key(self.root), body) + b'"}')
         finally:
             posix.close(fd)
         posix.rename(_TMP, _STATE, src_dir_fd=self._fd, dst_dir_fd=self._fd)
@@ -260,6 +274,67 @@ class Container:
         from . import cgroups
 
         return cgroups.owned(self.data.get("cgroup_paths") or {}, f"{self.dir}/{_STATE}")
+
+
+def _key_path(root):
+    return f"{root.rstrip('/')}.key"
+
+
+def _key(root, make=False):
+    """The signing key of --root ``root``: 32 bytes in a file of ours that no one else may
+    read; with ``make``, created on first use (linked into place whole, so a racing
+    create reads all of it or makes its own)."""
+    if root in _keys:
+        return _keys[root]
+    path = _key_path(root)
+    try:
+        fd = posix.open(path, posix.O_RDONLY | posix.O_NOFOLLOW | posix.O_CLOEXEC)
+    except FileNotFoundError:
+        if not make:
+            raise StateError(f"{path}: no key: state records under {root} can't be verified") from None
+        return _make_key(root, path)
+    except OSError as e:
+        raise StateError(f"{path}: {e.strerror}") from None
+    try:
+        st = posix.fstat(fd)
+        key = posix.read(fd, 33)
+    finally:
+        posix.close(fd)
+    if st.st_uid != posix.geteuid() or st.st_mode & 0o077 or st.st_mode & 0o170000 != 0o100000 or len(key) != 32:
+        raise StateError(f"{path}: not this runtime's key (a regular file of 32 bytes, ours, mode 0600)")
+    _keys[root] = key
+    return key
+
+
+def _make_key(root, path):
+    tmp = f"{path}.{posix.getpid()}"
+    fd = posix.open(tmp, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_CLOEXEC, 0o600)
+    try:
+        posix.write(fd, posix.urandom(32))
+    finally:
+        posix.close(fd)
+    try:
+        posix.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        posix.unlink(tmp)
+    return _key(root)
+
+
+def _mac(key, body):
+    """HMAC-SHA256 (RFC 2104) of ``body`` as hex bytes: the hmac module would import
+    OpenSSL's hashlib (milliseconds); _sha256 is built into the interpreter."""
+    from _sha256 import sha256
+
+    inner = sha256(bytes(b ^ 0x36 for b in key.ljust(64, b"\0")) + body).digest()
+    return sha256(bytes(b ^ 0x5C for b in key.ljust(64, b"\0")) + inner).hexdigest().encode()
+
+
+def _same(a, b):
+    from _operator import _compare_digest
+
+    return _compare_digest(a, b)
 
 
 def creating_status(path):

@@ -13,7 +13,7 @@ def runc_state(container):
     data = container.data
     status = container.status()
     out = state.spec_state(data, status)
-    out["pid"] = data["pid"] if status != "stopped" else 0
+    out["pid"] = data.get("pid", 0) if status != "stopped" else 0  # none yet while "creating"
     out.update(rootfs=data["rootfs"], created=data["created"], owner=data.get("owner", ""))
     return out
 

@@ -215,7 +215,10 @@ struct oci_plan {
  *   parent -> child  'S' + state JSON    hooks done; the JSON is the state for container hooks
  *   child -> parent  'N' + SCM_RIGHTS    the seccomp listener fd (only with seccomp.notify), sent
  *                                        right after the filter is loaded
- *   child -> parent  'R'                 created: blocked on start_fd
+ *   child -> parent  'R'                 created: waits for 'K'
+ *   parent -> child  'K'                 the parent's state record names the init: block on
+ *                                        start_fd now. EOF instead (the runtime died) makes the
+ *                                        init exit: no init outlives a create that didn't finish
  *   child -> parent  'E' + message       failed; the init exits 1
  * After 'R' the init waits for one byte on start_fd, runs the startContainer
  * hooks and execs; if anything fails then it writes the message to err_wfd and

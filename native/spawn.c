@@ -46,6 +46,24 @@ static void expect(int fd, char type)
         oci_fail(0, "protocol: expected '%c', got '%c'", type, state_json[0]);
 }
 
+/* After 'R': wait for 'K', the parent's word that its state record names us. EOF (the
+ * runtime died first) means nobody knows we exist: exit rather than wait for a start
+ * that can never come. read(), not recv(): seccomp profiles allow it more often, and
+ * with notify the filter is already loaded here. */
+static void wait_committed(int fd)
+{
+    char c;
+    ssize_t n;
+
+    do
+        n = read(fd, &c, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1 || c != 'K') {
+        oci_report_fd = -1;
+        _exit(1);
+    }
+}
+
 static void tell(int fd, char type)
 {
     if (send(fd, &type, 1, MSG_NOSIGNAL) != 1)
@@ -338,6 +356,7 @@ static void run_init(const struct oci_plan *plan, int said_pid[2])
     if (p->no_new_privs && p->seccomp.notify)
         load_seccomp(plan); /* its listener must reach the parent before create returns */
     tell(plan->sync_fd, 'R');
+    wait_committed(plan->sync_fd);
     oci_report_fd = -1;
     oci_error_fd = plan->err_wfd;
     /* "created": wait for start. EOF would mean nobody can ever start us. */

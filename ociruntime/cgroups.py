@@ -98,6 +98,58 @@ def container_paths(cgroups_path, container_id, proc="/proc"):
     return paths
 
 
+def owned(paths, record):
+    """``paths`` ({key: directory}, read from the state ``record``) once each is shown to
+    be a cgroup a container can own; else an error naming the record and the path."""
+    good, bad = sort_owned(paths)
+    if bad:
+        raise OCIError(f"{record}: cgroup_paths: {bad[0]}")
+    return good
+
+
+def sort_owned(paths):
+    """({key: directory} of the entries that are a container's cgroup, [why each other one
+    is not]). A container's cgroup lies strictly below the host's mount of its hierarchy,
+    in plain form (no "..", no "//"), and neither is nor contains this process's own
+    cgroup: whatever a state record says, the runtime never freezes, signals or removes
+    the host's hierarchy roots, its own cgroup or anything outside cgroupfs."""
+    mounts = hierarchies()
+    own = own_cgroups()
+    good, bad = {}, []
+    for key, path in paths.items():
+        mount = mounts.get(key)
+        if mount is None:
+            bad.append(f"{path!r} is in no cgroup hierarchy of this host ({key or 'cgroup2'!r})")
+        elif pathnames.normpath(path) != path or not path.startswith(mount.rstrip("/") + "/"):
+            bad.append(f"{path!r} is not a cgroup below the host's {key or 'cgroup2'} hierarchy at {mount}")
+        elif _holds_own(key, path[len(mount.rstrip("/")):], own):
+            bad.append(f"{path!r} holds the runtime's own cgroup")
+        else:
+            good[key] = path
+    return good, bad
+
+
+def _holds_own(key, rel, own):
+    mine = own.get(key)
+    return mine is not None and (mine == rel or mine.startswith(rel + "/"))
+
+
+def removable(created, paths):
+    """The directories of a record's ``created`` list that are one of the container's
+    checked cgroups (``paths``) or an ancestor of one below the hierarchy's mount."""
+    mounts = hierarchies()
+    own = own_cgroups()
+    keep = []
+    for d in created:
+        for key, leaf in paths.items():
+            mount = mounts[key].rstrip("/")
+            if (d == leaf or leaf.startswith(d + "/")) and d.startswith(mount + "/") \
+                    and not _holds_own(key, d[len(mount):], own):
+                keep.append(d)
+                break
+    return keep
+
+
 def prime_migration():
     """Have the kernel ready to move a process between cgroups when the container joins.
 
@@ -397,14 +449,23 @@ def _is_leaf_ok(path):
         return False
 
 
+def missing(paths):
+    """The directories ``make`` would create for ``paths`` now, parents first: what a
+    create's first state record names before any of them exists."""
+    return [d for path in paths.values() for d in _missing(path)]
+
+
+def _missing(path):
+    found = []
+    while not pathnames.isdir(path):
+        found.append(path)
+        path = path.rpartition("/")[0]
+    return found[::-1]
+
+
 def _makedirs(path):
     made = []
-    missing = []
-    p = path
-    while not pathnames.isdir(p):
-        missing.append(p)
-        p = p.rpartition("/")[0]
-    for d in reversed(missing):
+    for d in _missing(path):
         posix.mkdir(d)
         made.append(d)
     return made
@@ -455,7 +516,8 @@ def remove(created):
     """Remove the directories this runtime created, deepest first; never anything else.
 
     A cgroup whose last process just died stays busy until the kernel has reaped
-    it, so EBUSY is retried for up to a second.
+    it, so EBUSY is retried for up to a second. A parent that now holds another
+    container's cgroup too is left to that one.
     """
     import time
 
@@ -467,6 +529,16 @@ def remove(created):
             except FileNotFoundError:
                 break
             except OSError as e:
-                if e.errno != 16 or attempt == 99:  # EBUSY
+                if e.errno == 16 and _has_children(d):  # EBUSY
+                    break
+                if e.errno != 16 or attempt == 99:
                     raise OCIError(f"cgroup {d}: {e.strerror}") from None
                 time.sleep(0.01)
+
+
+def _has_children(d):
+    try:
+        with posix.scandir(d) as entries:
+            return any(e.is_dir(follow_symlinks=False) for e in entries)
+    except OSError:
+        return False

@@ -280,6 +280,12 @@ class Init:
             raise OCIError(self._error(msg))
         return fd
 
+    def commit(self):
+        """Tell the init that the state record names it: it waits for start from now on.
+        Until then it exits as soon as our end of the socket closes (a runtime killed
+        half-way), so no init is left waiting for a start nobody can give."""
+        self.send(b"K")
+
     def write_id_maps(self):
         for name in ("uid_map", "gid_map"):
             with open(f"/proc/{self.pid}/{name}", "w") as f:

@@ -155,24 +155,6 @@ def test_duplicate_id_refused_and_first_container_untouched(runtime, make_bundle
     runtime("delete", "--force", cid)
 
 
-def test_state_is_safe_against_pid_reuse(runtime, make_bundle, tmp_path):
-    """A stale pid that now belongs to another process must not look alive."""
-    import json
-
-    bundle = make_bundle("true")
-    cid = runtime.new_id()
-    runtime("create", "--bundle", bundle.path, cid)
-    state_file = tmp_path / "state" / cid / "state.json"
-    data = json.loads(state_file.read_text())
-    real_pid = data["pid"]
-    data["pid"] = os.getpid()  # alive, but not the init we started
-    state_file.write_text(json.dumps(data))
-    assert runtime.state(cid)["status"] == "stopped"
-    data["pid"] = real_pid
-    state_file.write_text(json.dumps(data))
-    runtime("delete", "--force", cid)
-
-
 def test_concurrent_deletes_are_serialized(runtime, make_bundle):
     """The state lock: of two deletes racing on one container, one deletes it and the
     other finds it gone; neither fails half-way."""

@@ -36,13 +36,26 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
     cgroup_paths = cgroups.container_paths(linux.get("cgroupsPath"), container_id)
     plan = plan_mod.build(config, bundle, container_id, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
                           preserve_fds=preserve_fds, cgroup_paths=cgroup_paths, cgroup_host=_cgroup_host(linux))
-    container = state.Container.new(root, container_id)
+    # The first record names all this create may make (write-ahead: state.py).
+    container = state.Container.new(root, container_id, {
+        "ociVersion": config.get("ociVersion", SPEC_VERSION),
+        "id": container_id,
+        "bundle": bundle,
+        "rootfs": plan["rootfs"],
+        "created": timestamp(),
+        "owner": "",
+        "annotations": config.get("annotations") or {},
+        "cgroup_paths": cgroup_paths,
+        "cgroups_created": cgroups.missing(cgroup_paths),
+        # None: the container has its own mount namespace
+        "host_mounts": hostmounts.present(plan["rootfs"]) if plan["host_mounts"] else None,
+        "resources": linux.get("resources") or {},  # what `update` merges into
+        "hooks": {name: hooks.entries(config, name) for name in ("poststart", "poststop")},
+    })
+    data = container.data
     init = None
     created_cgroups = []
     try:
-        container.data["cgroups_created"] = created_cgroups
-        if plan["host_mounts"]:
-            container.data.update(rootfs=plan["rootfs"], host_mounts=hostmounts.present(plan["rootfs"]))
         try:
             init = Init(plan, console.fileno() if console is not None else -1)
         finally:
@@ -51,25 +64,15 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
         # While the kernel clones the init into its namespaces, make the cgroups.
         cgroups.make(cgroup_paths, created_cgroups, plan["device_rules"], plan["cgroup_writes"])
         init.wait_pid()
-        data = container.data
         data.update({
-            "ociVersion": config.get("ociVersion", SPEC_VERSION),
-            "id": container_id,
+            "cgroups_created": created_cgroups,
             "pid": init.pid,
-            "bundle": bundle,
-            "rootfs": plan["rootfs"],
-            "host_mounts": data.get("host_mounts"),  # None: the container has its own mount namespace
-            "annotations": config.get("annotations") or {},
-            "created": timestamp(),
-            "owner": "",
             "init_start_time": state.proc_start_time(init.pid)[0],
             "start_fd": init.start_r,
             "start_pipe": posix.readlink(f"/proc/self/fd/{init.start_r}"),
             "err_fd": init.err_r,
-            "cgroup_paths": cgroup_paths,
-            "resources": linux.get("resources") or {},  # what `update` merges into
-            "hooks": {name: hooks.entries(config, name) for name in ("poststart", "poststop")},
         })
+        container.save()  # before the init joins the cgroups: delete --force can find it there
         if plan["uid_map"]:
             init.write_id_maps()
         # The init goes on with its setup while we join the cgroups (cgroupfs waits out
@@ -79,7 +82,6 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
         cgroups.join(cgroup_paths, init.pid)
         if plan["waits_for_join"]:
             init.send(b"C")
-        data["freezer"] = cgroups.freezer_file(cgroup_paths)
         if plan["stops_at_hooks"]:
             init.expect(b"H")
             _move_net_devices(plan, init)
@@ -93,7 +95,9 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
         init.expect(b"R")
         if not plan["stops_at_hooks"]:
             _move_net_devices(plan, init)
+        del data["creating"]
         container.save()
+        init.commit()  # from now on the init waits for start; before, it would exit with us
         if pid_file:
             write_pid_file(pid_file, init.pid)
     except BaseException as e:

@@ -1,5 +1,10 @@
 """delete: remove a stopped container (with --force, stop it first):
-its processes, cgroups and state directory; then run the poststop hooks."""
+its processes, cgroups and state directory; then run the poststop hooks.
+
+What goes is what the kernel confirms is the container's (state.py): its cgroups
+checked by ``cgroups.sort_owned``, its init by ``state.init_pid``. ``--force`` also
+takes a damaged record (its sound fields) or a directory a create left without one.
+"""
 
 import _signal
 import posix
@@ -7,37 +12,37 @@ import time
 
 from .. import cgroups, hooks, hostmounts, state
 from ..errors import OCIError
+from ..log import warn
 
 
-def _kill_all(container):
+def _kill_all(container, paths, pid):
     """SIGKILL the init and everything in the cgroups; False when there was nothing to kill."""
-    data = container.data
-    pids = cgroups.pids(data["cgroup_paths"])
-    status = container.status()
-    if status != "stopped":
-        pids.add(data["pid"])
-    for pid in pids:
+    pids = cgroups.pids(paths)
+    if pid is not None:
+        pids.add(pid)
+    for p in pids:
         try:
-            posix.kill(pid, _signal.SIGKILL)
+            posix.kill(p, _signal.SIGKILL)
         except ProcessLookupError:
             pass
-    if status == "paused":
+    freezer = cgroups.freezer_file(paths)
+    if pids and freezer and state.frozen(freezer):
         from .pause import set_frozen
 
-        set_frozen(data["freezer"], False)  # a frozen process can't die
+        set_frozen(freezer, False)  # a frozen process can't die
     return bool(pids)
 
 
-def _wait_stopped(container, timeout=10.0):
-    data = container.data
+def _wait_stopped(container, paths, pid, timeout=10.0):
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            # Our own child when deleting from `run`: reap it.
-            posix.waitpid(data["pid"], posix.WNOHANG)
-        except ChildProcessError:
-            pass
-        if container.status() == "stopped" and not cgroups.pids(data["cgroup_paths"]):
+        if pid is not None:
+            try:
+                # Our own child when deleting from `run`: reap it.
+                posix.waitpid(pid, posix.WNOHANG)
+            except ChildProcessError:
+                pass
+        if state.init_pid(container.data, paths) is None and not cgroups.pids(paths):
             return
         if time.monotonic() > deadline:
             raise OCIError(f"container {container.id!r}: processes still running after SIGKILL")
@@ -46,18 +51,37 @@ def _wait_stopped(container, timeout=10.0):
 
 def destroy(container):
     """Kill what is left, remove the cgroups, mounts and state, then run poststop."""
-    if _kill_all(container):
-        _wait_stopped(container)
-    cgroups.remove(container.data.get("cgroups_created") or [])
-    hostmounts.detach_added(container.data)
-    final_state = container.spec_state()
+    data = container.data
+    paths, bad = cgroups.sort_owned(data.get("cgroup_paths") or {})
+    for why in bad:
+        warn(f"container {container.id!r}: cgroup_paths: {why}: left alone")
+    pid = state.init_pid(data, paths)
+    if _kill_all(container, paths, pid):
+        _wait_stopped(container, paths, pid)
+    cgroups.remove(cgroups.removable(data.get("cgroups_created") or [], paths))
+    try:
+        hostmounts.detach_added(data)
+    except OCIError as e:
+        warn(str(e))
+    final_state = container.spec_state() if state.has_spec_state(data) else None
     container.remove()
-    hooks.run(container.data["hooks"]["poststop"], final_state, fatal=False)
+    if final_state is not None and "hooks" in data:
+        hooks.run(data["hooks"]["poststop"], final_state, fatal=False)
 
 
 def main(root, container_id, force=False):
+    if force:
+        container, dropped = state.Container.salvage(root, container_id)
+        if container is None:
+            raise OCIError(f"container {container_id!r} does not exist")
+        with container:
+            if dropped:
+                warn(f"container {container_id!r}: {container.dir}/state.json is damaged "
+                     f"({', '.join(dropped)}): what those fields name is left alone")
+            destroy(container)
+        return
     with state.Container.load(root, container_id) as container:
         status = container.status()
-        if status != "stopped" and not force:
+        if status != "stopped":
             raise OCIError(f"cannot delete container {container_id!r} that is not stopped: {status}")
         destroy(container)

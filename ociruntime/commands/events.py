@@ -48,7 +48,7 @@ def main(root, container_id, interval="5s", stats=False):
     with state.Container.load(root, container_id, lock=False) as container:
         if container.status() == "stopped":
             raise OCIError(f"container with id {container_id} is not running")
-        paths = container.data["cgroup_paths"]
+        paths = container.cgroup_paths
         if stats:
             _emit("stats", container_id, collect(paths))
             return 0

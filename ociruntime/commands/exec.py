@@ -73,6 +73,7 @@ def main(root, container_id, command=(), process=None, detach=False, pid_file=No
     with state.Container.load(root, container_id) as container:
         data = container.data
         status = container.status()
+        paths = container.cgroup_paths
     if status == "stopped":
         raise OCIError(f"cannot exec in a stopped container {container_id!r}")
     if status == "paused" and not ignore_paused:
@@ -104,7 +105,7 @@ def main(root, container_id, command=(), process=None, detach=False, pid_file=No
         initial, final = plan["exec_cpu_affinity"]
         if initial:
             _set_affinity(pid, initial, "initial")
-        cgroups.join(data["cgroup_paths"], pid)  # which widens the affinity to the cpuset
+        cgroups.join(paths, pid)  # which widens the affinity to the cpuset
         if final:
             _set_affinity(pid, final, "final")
         if plan["waits_for_join"]:
@@ -115,6 +116,7 @@ def main(root, container_id, command=(), process=None, detach=False, pid_file=No
 
             hand_over_listener(listener, init.expect_fd(b"N"), state.spec_state(data, status))
         init.expect(b"R")
+        init.commit()
     except BaseException:
         if init is not None:
             init.kill()

@@ -28,20 +28,24 @@ def parse_signal(value):
 
 def send_signal(container, sig, all_processes=False):
     data = container.data
+    paths = container.cgroup_paths
     if all_processes:
-        for pid in cgroups.pids(data["cgroup_paths"]):
+        for pid in cgroups.pids(paths):
             try:
                 posix.kill(pid, sig)
             except ProcessLookupError:
                 pass
         return
     # A pidfd pins the process: once its start time matches, the signal can't hit a reused pid.
+    pid = state.init_pid(data, paths)
+    if pid is None:
+        raise OCIError("container not running")
     try:
-        pidfd = posix.pidfd_open(data["pid"])
+        pidfd = posix.pidfd_open(pid)
     except ProcessLookupError:
         raise OCIError("container not running") from None
     try:
-        if container.status() == "stopped":
+        if state.init_pid(data, paths) != pid:  # it was, but another process has its pid now
             raise OCIError("container not running")
         _signal.pidfd_send_signal(pidfd, sig)
     finally:

@@ -4,7 +4,7 @@ cgroup, or cgroup v2's cgroup.freeze) and thaw it again; `state` then says "paus
 
 import time
 
-from .. import state
+from .. import cgroups, state
 from ..errors import OCIError
 
 _SETTLE = 5.0  # seconds a freeze may take before it is an error (tasks in D state hold it up)
@@ -17,7 +17,7 @@ def main(root, container_id, freeze=True):
             raise OCIError(f"container {container_id!r} is {status}, not running")
         if not freeze and status != "paused":
             raise OCIError(f"container {container_id!r} is {status}, not paused")
-        path = container.data.get("freezer")
+        path = cgroups.freezer_file(container.cgroup_paths)
         if not path:
             verb = "pause" if freeze else "resume"
             raise OCIError(f"{verb}: the container has no freezer (no v1 freezer cgroup, no cgroup v2 directory)")

@@ -12,7 +12,7 @@ def main(root, container_id, fmt="table", ps_args=()):
     if fmt not in ("table", "json"):
         raise OCIError(f"invalid format option {fmt!r}: use table or json")
     with state.Container.load(root, container_id, lock=False) as container:
-        pids = sorted(cgroups.pids(container.data["cgroup_paths"]))
+        pids = sorted(cgroups.pids(container.cgroup_paths))
     if fmt == "json":
         sys.stdout.write(fastjson.dumps(pids or None) + "\n")  # runc encodes no pids as null
         return

@@ -3,6 +3,9 @@
 import sys
 
 from .. import fastjson, state
+from ..errors import OCIError
+from ..log import warn
+from ..state import StateError
 
 
 def runc_state(container):
@@ -10,7 +13,7 @@ def runc_state(container):
     data = container.data
     status = container.status()
     out = state.spec_state(data, status)
-    out["pid"] = data["pid"] if status != "stopped" else 0
+    out["pid"] = data.get("pid", 0) if status != "stopped" else 0  # none yet while "creating"
     out.update(rootfs=data["rootfs"], created=data["created"], owner=data.get("owner", ""))
     return out
 
@@ -26,7 +29,9 @@ def list_main(root, fmt="table", quiet=False):
         try:
             with state.Container.load(root, cid, lock=False) as container:
                 rows.append(runc_state(container))
-        except Exception:  # deleted between listing and loading
+        except StateError as e:  # listed, but not shown: its record can't be trusted
+            warn(str(e))
+        except OCIError:  # deleted between listing and loading
             continue
     if quiet:
         sys.stdout.write("".join(r["id"] + "\n" for r in rows))

@@ -112,7 +112,8 @@ def main(root, container_id, resources=None, **flags):
         if (merged.get("memory") or {}).get("limit") == -1 and "swap" not in (new.get("memory") or {}):
             merged["memory"].pop("swap", None)  # unlimited memory: unlimited swap too, as runc does
         planned = writes(merged, Host(*cgroups.controller_versions()))
-        _check_before_update(data["cgroup_paths"], new.get("memory") or {}, planned)
-        cgroups.apply(data["cgroup_paths"], planned)
+        paths = container.cgroup_paths
+        _check_before_update(paths, new.get("memory") or {}, planned)
+        cgroups.apply(paths, planned)
         data["resources"] = merged
         container.save()

@@ -10,9 +10,10 @@ Usage: lane.py [--project DIR] [--python PY] [--build-only] [--timeout S] [--cpu
 The initramfs is two newc cpio archives, one after the other (the kernel unpacks both):
 
 - the base: the Python interpreter and its standard library, the virtualenvs (the one
-  running the tests and the one the installed ``ociruntime`` launcher runs), that
-  launcher, /bin/busybox, /sbin/apparmor_parser and every shared library those need (from ldd). Built once
-  and cached under <project>/build/v2-lane/, keyed by a hash of every file's path,
+  running the tests and the one the ``ociruntime`` under test runs), that command
+  (tests/devbuild.py: this checkout's build/dev one unless $OCIRUNTIME), /bin/busybox,
+  /sbin/apparmor_parser and every shared library those need (from ldd). Built once and
+  cached under <project>/build/v2-lane/, keyed by a hash of every file's path,
   size, mode and mtime (and this builder's source).
 - the project: the project tree (no .git, .venv, build or tool caches; its __pycache__,
   warmed by a ``pytest --collect-only`` here) and the guest init (init.sh), rebuilt on

@@ -22,8 +22,9 @@
  * OCIRUNTIME_IMPORTTIME in the environment adds `-X importtime` (Python's own
  * PYTHON* variables are ignored under -I).
  *
- * Built by setup.sh with -DOCI_PYTHON, -DOCI_SCRIPT and -DOCI_VALUE_OPTIONS (the
- * global options that take a value, from ociruntime.main.GLOBAL).
+ * Built by native/build_launcher.py (for setup.sh's installed command, and tests/devbuild.py's
+ * per-checkout one) with -DOCI_PYTHON, -DOCI_SCRIPT and -DOCI_VALUE_OPTIONS (the global
+ * options that take a value, from ociruntime.main.GLOBAL).
  */
 #define _GNU_SOURCE
 #include <errno.h>

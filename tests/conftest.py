@@ -1,6 +1,10 @@
 """Shared fixtures: a busybox rootfs built once per session, bundles made from it,
 and a runtime driver that runs the real ``ociruntime`` binary with its own --root.
 
+The binary is this checkout's own (tests/devbuild.py, refreshed as the session starts when
+native/ changed), running this checkout's Python; $OCIRUNTIME names another, e.g. the
+installed one.
+
 Every test that creates containers is checked afterwards for leftovers: state
 directories, mounts of its bundles, cgroups named after its containers, processes.
 """
@@ -15,29 +19,41 @@ import tempfile
 import time
 import uuid
 
+import devbuild  # first: it puts this checkout first on sys.path
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
 import busybox_bundle  # noqa: E402
 
+import ociruntime  # noqa: E402
 from ociruntime.linux.lsm import apparmor_enabled  # noqa: E402
 from ociruntime.spec import default_config  # noqa: E402
 
-RUNTIME = os.environ.get("OCIRUNTIME") or shutil.which("ociruntime") or "/usr/local/bin/ociruntime"
+if not ociruntime.__file__.startswith(devbuild.PROJECT + os.sep):
+    raise ImportError(f"the tests import {ociruntime.__file__}, not this checkout's ({devbuild.PROJECT})")
+try:
+    BUILD = devbuild.under_test()
+except Exception as e:  # a compile error: no test may run something stale
+    raise pytest.UsageError(f"cannot build this checkout's ociruntime for the tests: {e}") from e
+RUNTIME = BUILD.runtime
 # The Python script RUNTIME (native/launcher.c) runs: its shebang holds the interpreter
-# and flags, its sys.path line where the package is. scripts/setup.sh writes it here.
-LAUNCHER_SCRIPT = os.environ.get("OCIRUNTIME_LAUNCHER_SCRIPT") or os.path.join(
-    os.path.dirname(sys.executable), "ociruntime-launcher")
+# and flags, its sys.path line where the package is.
+LAUNCHER_SCRIPT = BUILD.script
 
 
-def launcher_python(code):
-    """Run ``code`` with the launcher script's interpreter, flags and sys.path: the
-    installed package, with its compiled C helper (the source tree has none)."""
+def pytest_report_header(config):
+    built = "up to date" if BUILD.seconds is None else f"rebuilt in {BUILD.seconds:.2f}s"
+    return f"ociruntime under test: {RUNTIME} ({'$OCIRUNTIME' if os.environ.get('OCIRUNTIME') else built})"
+
+
+def launcher_python(code, *args):
+    """Run ``code`` (``args`` in sys.argv[1:]) with the launcher script's interpreter, flags
+    and sys.path: the package RUNTIME runs, with its compiled C helper."""
     with open(LAUNCHER_SCRIPT) as f:
         lines = f.read().splitlines()
     interpreter = lines[0][2:].split()
     path_setup = next(line for line in lines if line.startswith("sys.path"))
-    return subprocess.run([*interpreter, "-c", f"import sys\n{path_setup}\n{code}"], capture_output=True,
+    return subprocess.run([*interpreter, "-c", f"import sys\n{path_setup}\n{code}", *args], capture_output=True,
                           text=True, timeout=60)
 
 
@@ -62,9 +78,11 @@ def pytest_collection_modifyitems(config, items):
     # when this host is not pure cgroup v2: deselected here, not skipped.
     # apparmor tests, likewise, where this host has no AppArmor (the guest's kernel has it);
     # cgroup_v1_hybrid tests where this host's cgroups aren't laid out as this machine's.
+    # V2LANE_COLLECT: the lane collects here what the guest must run and pass.
     from cgroup_layout import hybrid_v1_layout
 
-    for marker, here in (("cgroup_v2", pure_cgroup_v2()), ("apparmor", apparmor_enabled()),
+    lane = bool(os.environ.get("V2LANE_COLLECT"))
+    for marker, here in (("cgroup_v2", pure_cgroup_v2() or lane), ("apparmor", apparmor_enabled() or lane),
                          ("cgroup_v1_hybrid", hybrid_v1_layout())):
         if not here:
             elsewhere = [item for item in items if item.get_closest_marker(marker)]

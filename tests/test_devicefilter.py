@@ -10,10 +10,9 @@ import itertools
 import operator
 import os
 import platform
-import subprocess
-import sys
 
 import pytest
+from conftest import launcher_python
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -215,12 +214,10 @@ def v1_cgroup():
     yield from own_cgroup(mount_of("cgroup", "devices"))
 
 
-def installed(code, *args):
-    """Run ``code`` in this interpreter with -I: without the source tree on sys.path (where
-    pytest put it), ``ociruntime`` is then the package installed in this environment, the
-    one with the compiled C helper the source tree lacks (rerun ``pip install .`` after
-    changing it)."""
-    proc = subprocess.run([sys.executable, "-I", "-c", code, *args], capture_output=True, text=True, timeout=30)
+def in_package_python(code, *args):
+    """Run ``code`` in a Python of its own that imports the package the tests run, with its
+    compiled C helper (conftest.launcher_python)."""
+    proc = launcher_python(code, *args)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -238,7 +235,7 @@ except OCIError as e:
 
 def attach(path, prog):
     """native.attach_device_filter(path, prog): its OCIError's text, or "" when it worked."""
-    return installed(ATTACH, path, prog.hex()).strip()
+    return in_package_python(ATTACH, path, prog.hex()).strip()
 
 
 # What a process in the cgroup may do with each device node: open it read-only (READ), write-only
@@ -272,7 +269,7 @@ PROBED_ACCESS = (READ, WRITE, READ | WRITE, 0, MKNOD)
 def probe(procs, scratch, *paths):
     """{device node: {access bits: errno or 0}} for each way PROBE uses it from a process in the
     cgroup whose cgroup.procs is ``procs``. Nodes it makes in ``scratch`` are left there."""
-    lines = installed(PROBE, procs, str(scratch), *paths).splitlines()
+    lines = in_package_python(PROBE, procs, str(scratch), *paths).splitlines()
     return {path: dict(zip(PROBED_ACCESS, map(int, line.split()), strict=True))
             for path, line in zip(paths, lines, strict=True)}
 

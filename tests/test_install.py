@@ -1,8 +1,35 @@
 """The installed package: its modules come from the one compiled file setup.py writes
 (ociruntime/__init__.py), and what they report (__file__, tracebacks) still points at
-the installed sources."""
+the installed sources. The package is installed here as pip would lay it out, by this
+checkout's setup.py (build_py), into a directory of the test's own."""
 
-from conftest import launcher_python
+import glob
+import os
+import shutil
+import subprocess
+import sys
+
+import devbuild
+import pytest
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A site-packages directory holding this checkout's package as setup.py builds it
+    (with the C helper built for the tests: build_py doesn't compile it)."""
+    site = tmp_path_factory.mktemp("site")
+    subprocess.run([sys.executable, "setup.py", "-q", "build_py", "-d", str(site)], cwd=devbuild.PROJECT,
+                   check=True, capture_output=True)
+    for extension in glob.glob(os.path.join(devbuild.PROJECT, "ociruntime", "_native*.so")):
+        shutil.copy(extension, site / "ociruntime")
+    return site
+
+
+def installed_python(site, code):
+    """Run ``code`` as the installed launcher runs Python: -I -S, the site directory appended."""
+    return subprocess.run([sys.executable, "-I", "-S", "-c",
+                           f"import sys\nsys.path.extend([{str(site)!r}, {devbuild.SITE!r}])\n{code}"],
+                          capture_output=True, text=True, timeout=60)
 
 # The installed package's Python modules (not __init__ itself, not the cffi extension).
 INSTALLED_MODULES = """
@@ -17,8 +44,8 @@ installed.discard("ociruntime")
 """
 
 
-def test_every_module_is_served_from_the_compiled_file():
-    proc = launcher_python(INSTALLED_MODULES + """
+def test_every_module_is_served_from_the_compiled_file(site):
+    proc = installed_python(site, INSTALLED_MODULES + """
 import importlib
 for name in sorted(installed):
     module = importlib.import_module(name)
@@ -30,9 +57,9 @@ print(len(installed))
     assert int(proc.stdout) > 25
 
 
-def test_the_compiled_code_is_the_installed_source():
+def test_the_compiled_code_is_the_installed_source(site):
     """Each served module's code matches the installed .py next to it (a stale file would not)."""
-    proc = launcher_python(INSTALLED_MODULES + """
+    proc = installed_python(site, INSTALLED_MODULES + """
 import marshal
 finder = next(f for f in sys.meta_path if type(f).__name__ == "_CompiledModules")
 assert set(finder.modules) == installed, set(finder.modules) ^ installed
@@ -45,8 +72,8 @@ for name, (is_package, blob) in finder.modules.items():
     assert proc.returncode == 0, proc.stderr
 
 
-def test_a_crash_shows_its_source_lines():
-    proc = launcher_python("from ociruntime import pathnames\npathnames.realpath(1.5)")
+def test_a_crash_shows_its_source_lines(site):
+    proc = installed_python(site, "from ociruntime import pathnames\npathnames.realpath(1.5)")
     assert proc.returncode == 1
     assert 'File "ociruntime/pathnames.py"' in proc.stderr, proc.stderr
     assert "posix.open(path" in proc.stderr, proc.stderr  # the line itself, read from the installed file

@@ -70,24 +70,60 @@ def test_start_twice_fails(runtime, make_bundle):
     runtime("delete", "--force", cid)
 
 
+# Each named shell traps TERM: it writes /got-<name> (and a child exits), then carries on.
+TRAPS = """
+for n in {children}; do
+    sh -c 'trap "echo TERM > /got-$0; exit" TERM; touch /ready-$0; while :; do sleep 0.05; done' $n &
+done
+trap 'echo TERM > /got-init' TERM
+touch /ready-init
+while :; do sleep 0.05; done
+"""
+
+
+def _trapping(runtime, make_bundle, children=()):
+    """A running container whose init (and ``children``) report the TERMs they get."""
+    bundle = make_bundle("sh", "-c", TRAPS.format(children=" ".join(children)))
+    bundle.config["root"]["readonly"] = False
+    bundle.write()
+    cid = create_and_start(runtime, bundle)
+    deadline = time.monotonic() + 10
+    while not all((bundle.rootfs / f"ready-{n}").exists() for n in ("init", *children)):
+        assert time.monotonic() < deadline, "the container's shells never set their traps"
+        time.sleep(0.02)
+    return bundle, cid
+
+
+def _got_term(bundle, names, timeout=5):
+    """Which of ``names`` reported a TERM (waiting for all of them up to ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not all((bundle.rootfs / f"got-{n}").exists() for n in names):
+        time.sleep(0.02)
+    return sorted(n for n in names if (bundle.rootfs / f"got-{n}").exists())
+
+
 @pytest.mark.parametrize("sig", ["TERM", "SIGTERM", "15", "sigterm"])
 def test_kill_signal_spellings(runtime, make_bundle, sig):
-    bundle = make_bundle("sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.05; done")
-    cid = create_and_start(runtime, bundle)
-    wait_status(runtime, cid, "running")
-    time.sleep(0.1)  # let the shell install its trap
-    runtime("kill", cid, sig)
-    wait_status(runtime, cid, "stopped")
-    runtime("delete", cid)
+    bundle, cid = _trapping(runtime, make_bundle)
+    proc = runtime("kill", cid, sig, check=False)
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
+    assert _got_term(bundle, ["init"]) == ["init"], "the init never got a TERM"
+    runtime("delete", "--force", cid)
 
 
-def test_kill_default_is_term_and_all_reaches_every_process(runtime, make_bundle):
-    bundle = make_bundle("sh", "-c", "sleep 100 & sleep 100 & wait")
-    cid = create_and_start(runtime, bundle)
-    wait_status(runtime, cid, "running")
-    runtime("kill", "--all", cid, "KILL")
-    wait_status(runtime, cid, "stopped")
-    runtime("delete", cid)
+def test_kill_without_a_signal_sends_term(runtime, make_bundle):
+    bundle, cid = _trapping(runtime, make_bundle)
+    runtime("kill", cid)
+    assert _got_term(bundle, ["init"]) == ["init"], "the init never got a TERM"
+    assert runtime.state(cid)["status"] == "running", "TERM, trapped, must not have ended it"
+    runtime("delete", "--force", cid)
+
+
+def test_kill_all_reaches_every_process(runtime, make_bundle):
+    bundle, cid = _trapping(runtime, make_bundle, children=("a", "b"))
+    runtime("kill", "--all", cid, "TERM")
+    assert _got_term(bundle, ["init", "a", "b"]) == ["a", "b", "init"]
+    runtime("delete", "--force", cid)
 
 
 def test_delete_force_kills_running_container(runtime, make_bundle):

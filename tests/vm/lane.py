@@ -10,17 +10,20 @@ Usage: lane.py [--project DIR] [--python PY] [--build-only] [--timeout S] [--cpu
 The initramfs is two newc cpio archives, one after the other (the kernel unpacks both):
 
 - the base: the Python interpreter and its standard library, the virtualenvs (the one
-  running the tests and the one the installed ``ociruntime`` launcher runs), that
-  launcher, /bin/busybox, /sbin/apparmor_parser and every shared library those need (from ldd). Built once
-  and cached under <project>/build/v2-lane/, keyed by a hash of every file's path,
+  running the tests and the one the ``ociruntime`` under test runs), that command
+  (tests/devbuild.py: this checkout's build/dev one unless $OCIRUNTIME), /bin/busybox,
+  /sbin/apparmor_parser and every shared library those need (from ldd). Built once and
+  cached under <project>/build/v2-lane/, keyed by a hash of every file's path,
   size, mode and mtime (and this builder's source).
 - the project: the project tree (no .git, .venv, build or tool caches; its __pycache__,
   warmed by a ``pytest --collect-only`` here) and the guest init (init.sh), rebuilt on
   every run: it is small.
 
-The guest runs ``<python> -m pytest -q -p no:cacheprovider -m "cgroup_v2 or apparmor" <project>/tests``
+The guest runs ``<python> -m pytest -q -p no:cacheprovider -rfEsxXp -m "cgroup_v2 or apparmor" <project>/tests``
 from the project directory (PYTEST_ARGS, when given, instead of ``<project>/tests``) and
-prints ``V2LANE-EXIT=<pytest's exit code>`` last.
+prints ``V2LANE-EXIT=<pytest's exit code>`` last. The same selection, collected here first
+(with conftest's deselection of them off), is what the guest must report as passed, each
+one: a test deselected or skipped there fails the lane like a failed one.
 """
 
 import argparse
@@ -40,6 +43,9 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+import devbuild  # noqa: E402
+
 EXIT_MARKER = "V2LANE-EXIT="
 ANSI = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z]|c)")  # the firmware's terminal resets and clears
 KERNEL_GLOB = "/boot/vmlinuz-*-cloud-amd64"
@@ -194,11 +200,6 @@ def default_python(project):
     return os.path.join(project, ".venv", "bin", "python3")
 
 
-def runtime_binary():
-    """The ociruntime the tests run, found as tests/conftest.py finds it."""
-    return os.environ.get("OCIRUNTIME") or shutil.which("ociruntime") or "/usr/local/bin/ociruntime"
-
-
 def venv_of(path):
     """The virtualenv directory ``path`` (a python or a script in its bin/) belongs to, or None."""
     d = os.path.dirname(os.path.dirname(os.path.abspath(path)))
@@ -250,7 +251,7 @@ def _stdlib_skip(path):
     return name in STDLIB_SKIP or name.startswith("config-") and os.path.isdir(path)
 
 
-def project_tree(project, python, pytest_args):
+def project_tree(project, python, pytest_args, under_test):
     """The project tree, the guest's init and the few files the guest makes no other way."""
     tree = Tree()
 
@@ -265,49 +266,60 @@ def project_tree(project, python, pytest_args):
     tree.node("/dev/console", stat.S_IFCHR | 0o600, 5, 1)  # the init's stdio, before devtmpfs is mounted
     tree.data("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
     tree.data("/etc/group", "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n")
-    tree.data("/init", guest_init(project, python, pytest_args), 0o755)
+    tree.data("/init", guest_init(project, python, pytest_args, under_test), 0o755)
     return tree
 
 
 def pytest_command(project, python, pytest_args):
-    return [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cgroup_v2 or apparmor",
+    """The guest's pytest; -rfEsxXp: a summary line for every outcome ("PASSED <node id>")."""
+    return [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEsxXp", "-m", "cgroup_v2 or apparmor",
             *(pytest_args or [os.path.join(project, "tests")])]
 
 
-def warm_bytecode(project, python, pytest_args):
-    """Collect the guest's tests here once, so that the project's __pycache__ holds the
-    bytecode of the test modules (assertions rewritten by pytest) and of what they import:
-    compiling them in the guest took ~10 of its ~16 s of pytest (TCG is slow at that).
-    Failures are the guest's to report, not this step's."""
+def guest_tests(project, python, pytest_args):
+    """The node ids the guest must pass: its selection, collected here as the guest would
+    (V2LANE_COLLECT=1: conftest deselects nothing for the guest). This also leaves the
+    project's __pycache__ holding the bytecode of the test modules (assertions rewritten by
+    pytest) and of what they import: compiling them in the guest took ~10 of its ~16 s of
+    pytest (TCG is slow at that)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run([*pytest_command(project, python, pytest_args), "--collect-only"], cwd=project, env=env,
-                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+    proc = subprocess.run([*pytest_command(project, python, pytest_args), "--collect-only"], cwd=project,
+                          env={**env, "V2LANE_COLLECT": "1"}, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=300)
+    if proc.returncode not in (0, 5):  # 5: nothing selected, which the lane reports
+        raise LaneError(f"collecting the guest's tests here failed:\n{proc.stdout}{proc.stderr}")
+    return {line for line in proc.stdout.splitlines() if "::" in line}
 
 
-def guest_init(project, python, pytest_args):
+def guest_init(project, python, pytest_args, under_test):
     command = pytest_command(project, python, pytest_args)
-    env = "".join(f"export {name}={shlex.quote(os.environ[name])}\n"
-                  for name in ("OCIRUNTIME", "OCIRUNTIME_LAUNCHER_SCRIPT") if os.environ.get(name))
-    path = ":".join(dict.fromkeys([os.path.dirname(runtime_binary()), "/usr/local/sbin", "/usr/local/bin",
+    # What was packed, named: the guest's conftest neither looks for nor builds another (no compiler there).
+    env = (f"export OCIRUNTIME={shlex.quote(under_test.runtime)} "
+           f"OCIRUNTIME_LAUNCHER_SCRIPT={shlex.quote(under_test.script)}")
+    path = ":".join(dict.fromkeys([os.path.dirname(under_test.runtime), "/usr/local/sbin", "/usr/local/bin",
                                    "/usr/sbin", "/usr/bin", "/sbin", "/bin"]))
     with open(os.path.join(HERE, "init.sh")) as f:
         script = f.read()
-    for key, value in (("@PATH@", path), ("@ENV@", env.rstrip("\n")), ("@PROJECT@", shlex.quote(project)),
+    for key, value in (("@PATH@", path), ("@ENV@", env), ("@PROJECT@", shlex.quote(project)),
                        ("@COMMAND@", shlex.join(command))):
         script = script.replace(key, value)
     return script
 
 
 def build(project, python=None, pytest_args=(), cache_dir=None, log=None):
-    """Write the guest's initramfs; return (its path, {step: seconds})."""
+    """Write the guest's initramfs; return (its path, {step: seconds}, the node ids the guest must pass)."""
     log = log or (lambda msg: None)
     project = os.path.abspath(project)
+    if project != devbuild.PROJECT and not os.environ.get("OCIRUNTIME"):
+        raise LaneError(f"{project} is not this checkout: run its own tests/vm/lane.py, or name the "
+                        "ociruntime to test in OCIRUNTIME")
     python = python or default_python(project)
     cache_dir = cache_dir or os.path.join(project, "build", "v2-lane")
     os.makedirs(cache_dir, exist_ok=True)
     times = {}
     t0 = time.monotonic()
-    base = base_tree(python, runtime_binary())
+    under_test = devbuild.under_test()  # the command the tests here run, rebuilt if native/ changed
+    base = base_tree(python, under_test.runtime)
     with open(__file__, "rb") as f:
         key = hashlib.sha256(f.read() + base.fingerprint().encode()).hexdigest()[:16]
     times["scan"] = time.monotonic() - t0
@@ -325,19 +337,19 @@ def build(project, python=None, pytest_args=(), cache_dir=None, log=None):
             f"{len(base.entries)} entries)")
     times["base"] = time.monotonic() - t0
     t0 = time.monotonic()
-    warm_bytecode(project, python, pytest_args)
-    times["bytecode"] = time.monotonic() - t0
+    expected = guest_tests(project, python, pytest_args)
+    times["collect"] = time.monotonic() - t0
     t0 = time.monotonic()
     initrd = os.path.join(cache_dir, "initrd.cpio")
     with open(initrd + ".tmp", "wb") as out:
         with open(base_path, "rb") as f:
             shutil.copyfileobj(f, out, 1 << 20)
-        project_tree(project, python, pytest_args).write_cpio(out, first_ino=len(base.entries) + 1)
+        project_tree(project, python, pytest_args, under_test).write_cpio(out, first_ino=len(base.entries) + 1)
     os.rename(initrd + ".tmp", initrd)
     times["project"] = time.monotonic() - t0
     log(f"v2-lane: initramfs {initrd} ({os.path.getsize(initrd) >> 20} MiB) in {sum(times.values()):.2f}s: "
         + ", ".join(f"{step} {seconds:.2f}s" for step, seconds in times.items()))
-    return initrd, times
+    return initrd, times, expected
 
 
 # --- the guest --------------------------------------------------------------------------
@@ -386,9 +398,13 @@ class Boot:
                 return line.strip("= ")
         return None
 
-    def count(self, outcome):
-        m = re.search(rf"(\d+) {outcome}\b", self.summary() or "")
-        return int(m.group(1)) if m else 0
+    def passed(self):
+        """The node ids pytest's summary says passed (a "PASSED <node id>" line each)."""
+        return {line[len("PASSED "):] for line in self.lines if line.startswith("PASSED ")}
+
+    def not_passed(self):
+        """What the guest had to pass and didn't (failed, skipped, deselected, never ran), sorted."""
+        return sorted(self.expected - self.passed())
 
 
 def _die_with_parent():
@@ -446,13 +462,14 @@ def boot(initrd, timeout=1800, memory=2048, cpus=2, echo=None, kernel=None):
 
 
 def run(project, python=None, pytest_args=(), timeout=1800, echo=None, log=None, cpus=2):
-    """Build and boot; the Boot, with ``build_times`` and ``console_log`` (the console,
-    also written as it comes to console.log beside the initramfs: ``tail -f`` it)."""
+    """Build and boot; the Boot, with ``build_times``, ``expected`` (the node ids the guest
+    must pass) and ``console_log`` (the console, also written as it comes to console.log
+    beside the initramfs: ``tail -f`` it)."""
     with _locked(project, log):
-        initrd, times = build(project, python, pytest_args, log=log)
+        initrd, times, expected = build(project, python, pytest_args, log=log)
         console_log = os.path.join(os.path.dirname(initrd), "console.log")
         result = _boot_logged(initrd, console_log, timeout, echo, cpus)
-    result.build_times, result.console_log = times, console_log
+    result.build_times, result.expected, result.console_log = times, expected, console_log
     return result
 
 
@@ -507,7 +524,11 @@ def main(argv=None):
     booted = f"{result.booted:.1f}s" if result.booted is not None else "never"
     print(f"v2-lane: booted in {booted}, qemu ended after {result.elapsed:.1f}s"
           + (f" (TIMED OUT after {args.timeout:.0f}s, killed)" if result.timed_out else ""))
-    return 1 if result.exit_code is None else result.exit_code
+    missing = result.not_passed()
+    if missing:
+        print(f"v2-lane: {len(missing)} of the {len(result.expected)} tests selected for the guest did not pass "
+              "there:\n  " + "\n  ".join(missing))
+    return 1 if result.exit_code is None or (missing and not result.exit_code) else result.exit_code
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def _open_in_root(root, path):
     import posix
 
     flags = posix.O_PATH | posix.O_NOFOLLOW | posix.O_CLOEXEC
-    fds = [posix.open(root, flags | posix.O_DIRECTORY)]
+    fds = [posix.open(root, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)]  # /proc/<pid>/root is a link
     todo = [p for p in reversed(path.split("/")) if p not in ("", ".")]
     links = 0
     try:

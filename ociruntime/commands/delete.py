@@ -1,11 +1,19 @@
 """delete: remove a stopped container (with --force, stop it first):
-its processes, cgroups and state directory; then run the poststop hooks."""
+its processes, cgroups and state directory; then run the poststop hooks.
+
+A container that was created but never started is deleted without --force too, its
+waiting init killed, as runc does: runtime.md calls deleting a container that is not
+stopped an error, but engines rely on runc here — containerd's runc shim deletes a task
+that never started (a failed start, `ctr task delete` of a created task) with a plain
+`delete`, and would otherwise leave the init waiting forever. A running or paused
+container still needs --force. `delete --force` of an id that doesn't exist succeeds,
+as runc's does (engines use it to make sure a container is gone)."""
 
 import _signal
 import posix
 import time
 
-from .. import cgroups, hooks, hostmounts, state
+from .. import cgroups, hooks, hostmounts, pathnames, state
 from ..errors import OCIError
 
 
@@ -56,8 +64,15 @@ def destroy(container):
 
 
 def main(root, container_id, force=False):
-    with state.Container.load(root, container_id) as container:
+    state.check_id(container_id)
+    try:
+        container = state.Container.load(root, container_id)
+    except OCIError:
+        if force and not pathnames.exists(f"{root}/{container_id}"):
+            return
+        raise
+    with container:
         status = container.status()
-        if status != "stopped" and not force:
+        if status not in ("stopped", "created") and not force:
             raise OCIError(f"cannot delete container {container_id!r} that is not stopped: {status}")
         destroy(container)

@@ -3,11 +3,13 @@ its processes, cgroups and state directory; then run the poststop hooks.
 
 A container that was created but never started is deleted without --force too, its
 waiting init killed, as runc does: runtime.md calls deleting a container that is not
-stopped an error, but engines rely on runc here — containerd's runc shim deletes a task
-that never started (a failed start, `ctr task delete` of a created task) with a plain
-`delete`, and would otherwise leave the init waiting forever. A running or paused
-container still needs --force. `delete --force` of an id that doesn't exist succeeds,
-as runc's does (engines use it to make sure a container is gone)."""
+stopped an error (runtime-tools' delete test checks it, and runc fails that check too),
+but engines are written against runc: containerd-shim-runc-v2's Delete of a task in its
+created state runs a plain `delete` and fails when it fails, leaving the init blocked on
+its start pipe with the container's namespaces, cgroups and mounts
+(tests/test_runc_contract.py drives that shim). A running or paused container still
+needs --force. `delete --force` of an id that doesn't exist succeeds, as runc's does.
+"""
 
 import _signal
 import posix

@@ -239,6 +239,10 @@ int oci_exe_sealed(void);
 /* Whether seccomp(2) takes these SECCOMP_FILTER_FLAG_* bits on this kernel: 1 or 0. */
 int oci_seccomp_flags_supported(unsigned int flags);
 
+/* PR_SET_CHILD_SUBREAPER on the caller: a foreground `run` reaps what the container's
+ * processes orphan, as runc's does. Returns 0 or -errno. */
+int oci_set_child_subreaper(void);
+
 /* Lazily detach the mount at path (umount2 MNT_DETACH). Returns 0 or -errno. */
 int oci_detach_mount(const char *path);
 

@@ -7,7 +7,8 @@ command line, or a usage error, so the user gets click's usual messages.
 
 import click
 
-from .main import COMMANDS, GLOBAL, REST
+from .errors import OCIError
+from .main import ALIASES, COMMANDS, GLOBAL, REST
 
 
 def _option(flags, dest, kind, default):
@@ -49,6 +50,16 @@ def run_click(argv):
         e.show()
         return e.exit_code
     return 0
+
+
+def help_main(topic=None):
+    """`help [command]` (or `h`), as runc's: the same pages as --help, on stdout."""
+    if topic is None:
+        return run_click(["--help"])
+    command = ALIASES.get(topic, topic)
+    if command not in COMMANDS:
+        raise OCIError(f"no help topic for {topic!r}")
+    return run_click([command, "--help"])
 
 
 def usage_error(argv, message):

@@ -19,8 +19,10 @@ GLOBAL = {
     "--debug": ("debug", False, False),
     "--systemd-cgroup": ("systemd_cgroup", False, False),
     "--rootless": ("rootless", True, "auto"),
-    "--criu": ("criu", True, "criu"),
+    "--criu": ("criu", True, "criu"),  # read by checkpoint and restore only, which this runtime lacks
 }
+# --rootless takes Go's strconv.ParseBool spellings, as runc's does, or "auto".
+_TRUE, _FALSE = ("1", "t", "T", "TRUE", "true", "True"), ("0", "f", "F", "FALSE", "false", "False")
 
 _CREATE_OPTS = {
     "--bundle": ("bundle", True, "."), "-b": ("bundle", True, "."),
@@ -48,7 +50,8 @@ COMMANDS = {
     "create": ("create a container", _CREATE_OPTS, [("container_id", True)]),
     "start": ("start the user program of a created container", {}, [("container_id", True)]),
     "run": ("create and start a container, wait for it and delete it", dict(
-        _CREATE_OPTS, **{"--detach": ("detach", False, False), "-d": ("detach", False, False)}),
+        _CREATE_OPTS, **{"--detach": ("detach", False, False), "-d": ("detach", False, False),
+                         "--keep": ("keep", False, False), "--no-subreaper": ("no_subreaper", False, False)}),
         [("container_id", True)]),
     "exec": ("execute new process inside the container", {
         "--console-socket": ("console_socket", True, None),
@@ -89,7 +92,9 @@ COMMANDS = {
         "--bundle": ("bundle", True, "."), "-b": ("bundle", True, "."),
         "--rootless": ("rootless", False, False)}, []),
     "features": ("show the enabled features", {}, []),
+    "help": ("show a list of commands or help for one command", {}, [("topic", False)]),
 }
+ALIASES = {"h": "help"}
 
 
 class UsageError(Exception):
@@ -134,7 +139,7 @@ def parse(argv):
         i = _take(argv, i, GLOBAL, glob)
     if i >= len(argv):
         raise UsageError("no command given")
-    command = argv[i]
+    command = ALIASES.get(argv[i], argv[i])
     if command not in COMMANDS:
         raise UsageError(f"unknown command {command!r}")
     _, table, positionals = COMMANDS[command]
@@ -168,11 +173,30 @@ def parse(argv):
     return glob, command, opts
 
 
-def dispatch(glob, command, opts):
-    """Run one command; returns the exit code."""
+def check_globals(glob, command):
+    """Every global option is acted on or refused where runc acts on it, never parsed and
+    dropped. --criu is left to checkpoint and restore, which are unknown commands here:
+    engines pass it to every command (go-runc does when a CRIU path is configured)."""
+    if glob["log_format"] not in ("text", "json"):
+        raise OCIError(f"--log-format: invalid value {glob['log_format']!r}: use text or json")
+    rootless = glob["rootless"]
+    if rootless not in _TRUE + _FALSE + ("auto", ""):
+        raise OCIError(f"--rootless: invalid value {rootless!r}: use true, false or auto")
+    if rootless in _TRUE and command in ("create", "run"):
+        # Where runc acts on it (its rootless cgroup manager). false and auto as root: the usual way.
+        raise OCIError("--rootless true: rootless containers are not supported by this runtime yet")
     if glob["systemd_cgroup"]:
         raise OCIError("--systemd-cgroup: the systemd cgroup driver is not supported by this runtime yet")
+
+
+def dispatch(glob, command, opts):
+    """Run one command; returns the exit code."""
+    check_globals(glob, command)
     root = glob["root"]
+    if command == "help":
+        from .cli import help_main
+
+        return help_main(**opts)
     if command == "version":
         sys.stdout.write(f"ociruntime version {__version__}\ncommit: {_commit()}\nspec: {SPEC_VERSION}\n")
         return 0

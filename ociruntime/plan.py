@@ -93,7 +93,7 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
         "host_mounts": "mount" not in ns_all,
         "create_hooks": hook_entries(config, "createContainer"),
         "process": {**_process(process, hook_entries(config, "startContainer"), _seccomp(linux),
-                             apparmor_exec, selinux_exec), **attrs},
+                             apparmor_exec, selinux_exec, lambda: _passwd_file(config, bundle, rootfs)), **attrs},
         "terminal": bool(process.get("terminal")),
         "console_size": _console_size(process),
         "preserve_fds": preserve_fds,
@@ -141,7 +141,9 @@ def build_exec(config, process, init_pid, preserve_fds=0):
         "rootfs": "/",  # the container's, once its mount namespace is joined
         "early_sync": False, "steps": steps, "waits_for_parent": False, "stops_at_hooks": False,
         "host_mounts": False, "create_hooks": [],
-        "process": {**_process(process, [], _seccomp(linux), apparmor_exec, selinux_exec), **attrs},
+        # the container's /etc/passwd as it is now, mounts and all
+        "process": {**_process(process, [], _seccomp(linux), apparmor_exec, selinux_exec,
+                               lambda: (f"/proc/{init_pid}/root", "/etc/passwd")), **attrs},
         "terminal": bool(process.get("terminal")),
         "console_size": _console_size(process),
         "preserve_fds": preserve_fds,
@@ -475,8 +477,6 @@ def _device_steps(linux, userns):
     nodes = [(path, t, ma, mi, 0o666, 0, 0, "default device") for path, t, ma, mi in devices.DEFAULT_NODES]
     config_paths = set()
     for i, d in enumerate(linux.get("devices") or []):
-        if d["type"] != "p" and ("major" not in d or "minor" not in d):
-            raise ConfigError(f"linux.devices[{i}]", "major and minor are required for this type")
         config_paths.add(_clean(d["path"]))
         nodes.append((d["path"], d["type"], d.get("major", 0), d.get("minor", 0), d.get("fileMode", 0o666),
                       d.get("uid", 0), d.get("gid", 0), f"linux.devices[{i}]"))
@@ -508,7 +508,24 @@ def _seccomp(linux):
         raise ConfigError(path, msg) from None
 
 
-def _process(process, start_hooks, seccomp_filter, apparmor_exec=None, selinux_exec=None):
+def _passwd_file(config, bundle, rootfs):
+    """(root, path in it) of the /etc/passwd the container will see: the rootfs's, or
+    what the last mount over it (or over a directory above it) puts there — a bind
+    mount's source; nothing for another kind of mount, whose files don't exist yet."""
+    for m in reversed(config.get("mounts") or []):
+        dst = _clean(m["destination"])
+        if dst == "/etc/passwd" or "/etc/passwd".startswith(dst.rstrip("/") + "/"):
+            if not (_is_bind(m) and m.get("source")):
+                return None
+            src = pathnames.join(bundle, m["source"])
+            if dst == "/etc/passwd":
+                return pathnames.dirname(src) or "/", pathnames.basename(src)
+            return src, "/etc/passwd"[len(dst):]
+    return rootfs, "/etc/passwd"
+
+
+def _process(process, start_hooks, seccomp_filter, apparmor_exec=None, selinux_exec=None, passwd_file=None):
+    """``passwd_file()``: where the container's /etc/passwd is, for a HOME the env lacks."""
     user = process.get("user") or {}
     caps = process.get("capabilities")
     masks = {}
@@ -546,6 +563,10 @@ def _process(process, start_hooks, seccomp_filter, apparmor_exec=None, selinux_e
     env = process.get("env")
     if env is None:
         env = [DEFAULT_PATH]
+    if passwd_file is not None:
+        from .passwd import with_home
+
+        env = with_home(env, user.get("uid", 0), passwd_file)
     return {
         "args": args,
         "env": env,

@@ -229,7 +229,8 @@ def _block_io(bio, host, label):
                                  f"{label}.weightDevice[{i}].leafWeight"))
         for field, v1_file, _ in _THROTTLES:
             for i, d in enumerate(bio.get(field) or []):
-                out.append(write(at, f"blkio.throttle.{v1_file}", f"{_device(d)} {d['rate']}", f"{label}.{field}[{i}]"))
+                out.append(write(at, f"blkio.throttle.{v1_file}", f"{_device(d)} {d.get('rate', 0)}",
+                                 f"{label}.{field}[{i}]"))
         return out
     if bio.get("leafWeight"):
         raise ConfigError(f"{label}.leafWeight", "cgroup v2 has no leaf weight")
@@ -244,7 +245,7 @@ def _block_io(bio, host, label):
                              alt=("io.weight", f"{_device(d)} {blkio_weight_to_io_weight(d['weight'])}")))
     for field, _, key in _THROTTLES:
         for i, d in enumerate(bio.get(field) or []):
-            out.append(write(at, "io.max", f"{_device(d)} {key}={d['rate']}", f"{label}.{field}[{i}]"))
+            out.append(write(at, "io.max", f"{_device(d)} {key}={d.get('rate', 0)}", f"{label}.{field}[{i}]"))
     return out
 
 

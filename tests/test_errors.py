@@ -259,10 +259,7 @@ def test_duplicate_id(runtime, make_bundle):
 
 def test_delete_running_without_force(runtime, make_bundle):
     bundle = make_bundle("sleep", "30")
-    cid = runtime.new_id()
-    runtime("create", "--bundle", bundle.path, cid)
-    one_error(runtime("delete", cid, check=False), cid, "not stopped")
-    runtime("start", cid)
+    cid = create_and_start(runtime, bundle)
     one_error(runtime("delete", cid, check=False), cid, "not stopped")
     assert runtime.state(cid)["status"] == "running"
     runtime("delete", "--force", cid)

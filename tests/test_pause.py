@@ -71,11 +71,23 @@ def test_a_paused_container_is_deleted_with_force(runtime, make_bundle):
 
 
 def test_a_signal_to_a_paused_container_lands_on_resume(runtime, make_bundle):
+    bundle = make_bundle("sh", "-c", "trap 'exit 7' TERM; " + COUNTER, root={"path": "rootfs", "readonly": False})
+    cid = create_and_start(runtime, bundle)
+    wait_status(runtime, cid, "running")
+    time.sleep(0.1)  # let the shell install its trap
+    runtime("pause", cid)
+    runtime("kill", cid, "TERM")
+    time.sleep(0.1)
+    assert runtime.state(cid)["status"] == "paused"  # frozen: the signal waits
+    runtime("resume", cid)
+    wait_status(runtime, cid, "stopped")
+    runtime("delete", cid)
+
+
+def test_sigkill_thaws_a_paused_container_as_runc_does(runtime, make_bundle):
+    """A frozen process would not act on SIGKILL until thawed: runc thaws for it."""
     _, cid = _running_counter(runtime, make_bundle)
     runtime("pause", cid)
     runtime("kill", cid, "KILL")
-    time.sleep(0.1)
-    assert runtime.state(cid)["status"] == "paused"  # frozen: the kill waits
-    runtime("resume", cid)
     wait_status(runtime, cid, "stopped")
     runtime("delete", cid)

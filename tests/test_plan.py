@@ -550,13 +550,14 @@ def test_user_rlimits_oom_nnp(bundle):
     assert (proc["uid"], proc["gid"], proc["groups"], proc["umask"]) == (10, 20, [30, 40], 0o027)
     assert proc["rlimits"] == [(6, 5, 6), (4, 0, 0)]
     assert proc["oom_score_adj"] == 300 and proc["no_new_privs"] is False
-    assert proc["env"] == ["A=1"], "an explicit env is used as is (no PATH added)"
+    assert proc["env"] == ["A=1", "HOME=/"], "an explicit env is used as is (no PATH added; HOME as runc: " \
+        "uid 10 has no passwd entry)"
 
 
 def test_env_missing_gets_default_path(bundle):
     cfg = config()
     del cfg["process"]["env"]
-    assert build(cfg, bundle)["process"]["env"] == [plan.DEFAULT_PATH]
+    assert build(cfg, bundle)["process"]["env"] == [plan.DEFAULT_PATH, "HOME=/"]
 
 
 def test_hooks_in_plan(bundle):
@@ -745,10 +746,13 @@ def test_refused_empty_args(bundle):
     refused(cfg, bundle, "process.args")
 
 
-def test_refused_device_without_numbers(bundle):
+def test_device_without_numbers_is_0_0_as_runc_makes_it(bundle):
+    """config-linux.md requires major and minor for c, b, u; the official schema doesn't and
+    runc reads an absent one as 0."""
     cfg = config()
     cfg["linux"]["devices"] = [{"path": "/dev/ok", "type": "p"}, {"path": "/dev/x", "type": "b", "major": 1}]
-    refused(cfg, bundle, "linux.devices[1]", "major")
+    nodes = {s["dst"]: s["dev"] for s in build(cfg, bundle)["steps"] if s["op"] == "mknod"}
+    assert (nodes["/dev/ok"], nodes["/dev/x"]) == (0, os.makedev(1, 0))
 
 
 def test_config_error_str_for_whole_document():
@@ -825,8 +829,7 @@ def test_scheduler_nice_under_realtime_is_warned(bundle, capsys):
 @pytest.mark.parametrize("io, path", [({"class": "IOPRIO_CLASS_NONE", "priority": 0}, "process.ioPriority.class"),
                                       ({"priority": 0}, "process.ioPriority.class"),
                                       ({"class": "IOPRIO_CLASS_BE", "priority": 8}, "process.ioPriority.priority"),
-                                      ({"class": "IOPRIO_CLASS_RT", "priority": -1}, "process.ioPriority.priority"),
-                                      ({"class": "IOPRIO_CLASS_RT"}, "process.ioPriority.priority")])
+                                      ({"class": "IOPRIO_CLASS_RT", "priority": -1}, "process.ioPriority.priority")])
 def test_io_priority_refused(bundle, io, path):
     refused_attr(bundle, path, process={"ioPriority": io})
 
@@ -835,6 +838,13 @@ def test_io_priority_refused(bundle, io, path):
                                                 ("IOPRIO_CLASS_IDLE", 7, 3 << 13 | 7)])
 def test_io_priority_value(bundle, cls, level, value):
     assert attrs(bundle, process={"ioPriority": {"class": cls, "priority": level}})["process"]["io_priority"] == value
+
+
+def test_io_priority_without_priority_is_0():
+    """config.md calls priority REQUIRED; the official schema doesn't, and runc reads it as 0."""
+    from ociruntime.linux import procattrs
+
+    assert procattrs.io_priority({"class": "IOPRIO_CLASS_BE"}) == 2 << 13
 
 
 @pytest.mark.parametrize("persona, value", [({"domain": "LINUX"}, 0), ({"domain": "LINUX32"}, 8),

@@ -3,7 +3,7 @@
 import _signal
 import posix
 
-from .. import cgroups, state
+from .. import cgroups, log, state
 from ..errors import OCIError
 
 
@@ -27,14 +27,14 @@ def parse_signal(value):
 
 
 def send_signal(container, sig, all_processes=False):
+    """runc's rules: the init of a created, running or paused container (a paused one is
+    thawed for SIGKILL, which a frozen process would not act on); never the pid of a
+    stopped one, which may be someone else's by now. --all signals whatever is in the
+    cgroups, in any state."""
     data = container.data
     paths = container.cgroup_paths
     if all_processes:
-        for pid in cgroups.pids(paths):
-            try:
-                posix.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+        _signal_all(paths, sig, container.status() == "paused")
         return
     # A pidfd pins the process: once its start time matches, the signal can't hit a reused pid.
     pid = state.init_pid(data, paths)
@@ -47,9 +47,41 @@ def send_signal(container, sig, all_processes=False):
     try:
         if state.init_pid(data, paths) != pid:  # it was, but another process has its pid now
             raise OCIError("container not running")
+        status = container.status()
         _signal.pidfd_send_signal(pidfd, sig)
     finally:
         posix.close(pidfd)
+    if status == "paused" and sig == _signal.SIGKILL:
+        from .pause import set_frozen
+
+        set_frozen(cgroups.freezer_file(paths), False)
+
+
+def _signal_all(paths, sig, paused):
+    """Freeze the cgroup, signal every process in it, thaw (runc's order): a process that
+    forks meanwhile can't put a child out of reach. A paused container stays paused,
+    unless the signal is SIGKILL."""
+    freezer = cgroups.freezer_file(paths)
+    if freezer and not paused:
+        _set_frozen(freezer, True)
+    try:
+        for pid in cgroups.pids(paths):
+            try:
+                posix.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+    finally:
+        if freezer and (not paused or sig == _signal.SIGKILL):
+            _set_frozen(freezer, False)
+
+
+def _set_frozen(freezer, frozen):
+    from .pause import set_frozen
+
+    try:
+        set_frozen(freezer, frozen)
+    except (OCIError, OSError) as e:
+        log.warn(f"kill --all: {e}")  # runc too signals what it finds, frozen or not
 
 
 def main(root, container_id, sig="TERM", all_processes=False):

@@ -1,5 +1,8 @@
-"""run: create, start, wait for the container to exit, delete; exit with its status
-(128 + signal when it was killed), forwarding signals to it meanwhile."""
+"""run: create, start, wait for the container to exit, delete (unless --keep); exit with
+its status (128 + signal when it was killed), forwarding signals to it meanwhile. In the
+foreground it is a child subreaper, as runc's run is (unless --no-subreaper): what the
+container's processes orphan (without a pid namespace of its own) is reparented here
+and reaped, not to the host's init."""
 
 import _signal as signal
 import posix
@@ -21,8 +24,14 @@ def resolve_id(container_id, bundle):
     return container_id, bundle
 
 
-def main(root, container_id, bundle=".", detach=False, **options):
+def main(root, container_id, bundle=".", detach=False, keep=False, no_subreaper=False, **options):
     container_id, bundle = resolve_id(container_id, bundle)
+    if not detach and not no_subreaper:
+        from ..native import lib
+
+        err = lib.oci_set_child_subreaper()
+        if err:
+            raise OCIError(f"run: PR_SET_CHILD_SUBREAPER: {posix.strerror(-err)}")
     ours = theirs = None
     if not detach and not options.get("console_socket"):
         # Where the init sends its pty master if process.terminal: we proxy it.
@@ -52,14 +61,16 @@ def main(root, container_id, bundle=".", detach=False, **options):
             start_cmd.after_start(container.data, exec_error)
         except OCIError:
             wait(pid)
-            _destroy(root, container_id)
+            if not keep:
+                _destroy(root, container_id)
             raise
         if detach:
             return 0
         status = wait_for(pid, master)
     finally:
         restore_signals()
-    _destroy(root, container_id)
+    if not keep:
+        _destroy(root, container_id)
     return exit_code(status)
 
 
@@ -112,8 +123,11 @@ def _forward(pid, signum):
 
 
 def wait(pid):
+    """``pid``'s wait status; the other children reaped meanwhile (a subreaper's orphans)."""
     while True:
         try:
-            return posix.waitpid(pid, 0)[1]
+            got, status = posix.waitpid(-1, 0)
         except InterruptedError:
             continue
+        if got == pid:
+            return status

@@ -109,7 +109,7 @@ def scheduler_warnings(sched, label="process.scheduler"):
 def io_priority(io, label="process.ioPriority"):
     """process.ioPriority → the ioprio value (class << 13 | level) for ioprio_set."""
     cls = _one_of(IOPRIO_CLASSES, io.get("class"), f"{label}.class", "class")
-    level = _int(io, "priority", label, None)
+    level = _int(io, "priority", label)  # optional in the official schema: 0, as runc reads it
     if not 0 <= level <= 7:
         raise ConfigError(f"{label}.priority", f"{level} is out of range (0, the highest, to 7)")
     return cls << IOPRIO_CLASS_SHIFT | level

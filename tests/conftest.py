@@ -13,6 +13,7 @@ import copy
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -136,6 +137,8 @@ def make_bundle(tmp_path, rootfs_template):
 class Runtime:
     """Runs the real binary with a private --root; remembers ids for the leak check."""
 
+    binary = RUNTIME
+
     def __init__(self, root):
         self.root = str(root)
         self.ids = set()
@@ -143,7 +146,7 @@ class Runtime:
     def __call__(self, *args, check=True, input=None, timeout=60, env=None):
         """Run one command. Output goes through files, not pipes: a created container
         inherits the runtime's stdio and would hold a pipe open until it exits."""
-        cmd = [RUNTIME, "--root", self.root, *[str(a) for a in args]]
+        cmd = [self.binary, "--root", self.root, *[str(a) for a in args]]
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             code = subprocess.run(cmd, stdout=out, stderr=err, text=True, input=input, timeout=timeout,
                                   env=env, stdin=None if input is not None else subprocess.DEVNULL).returncode
@@ -204,12 +207,16 @@ def leftovers(runtime, tmp_path):
     for cid in runtime.ids:
         for base, dirs, _ in os.walk("/sys/fs/cgroup"):
             found += [f"cgroup {os.path.join(base, d)}" for d in dirs if d == cid]
-    # A container's process has pivoted: /proc/<pid>/root reads "/", but it is the
-    # bundle's rootfs directory all the same (same device and inode).
-    roots = set()
-    for rootfs in tmp_path.glob("*/rootfs"):
-        st = os.stat(rootfs)
-        roots.add((st.st_dev, st.st_ino))
+    found += [f"process {pid} in a rootfs of this test" for pid in processes_rooted_at(*tmp_path.glob("*/rootfs"))]
+    return found
+
+
+def processes_rooted_at(*rootfs):
+    """Pids whose root directory is one of ``rootfs``. A container's process has pivoted:
+    /proc/<pid>/root reads "/", but it is the bundle's rootfs directory all the same
+    (same device and inode)."""
+    roots = {(st.st_dev, st.st_ino) for st in map(os.stat, rootfs)}
+    found = []
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
@@ -217,8 +224,19 @@ def leftovers(runtime, tmp_path):
             except OSError:
                 continue
             if (st.st_dev, st.st_ino) in roots:
-                found.append(f"process {pid} in a rootfs of this test")
+                found.append(int(pid))
     return found
+
+
+def stop_daemon(daemon, timeout):
+    """End a daemon the tests started (in its own process group): SIGTERM, then SIGKILL
+    to the group if it hasn't gone after ``timeout`` seconds."""
+    daemon.terminate()
+    try:
+        daemon.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(daemon.pid, signal.SIGKILL)
+        daemon.wait()
 
 
 @pytest.fixture

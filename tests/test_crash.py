@@ -14,7 +14,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import RUNTIME
+from conftest import RUNTIME, processes_rooted_at
 
 from ociruntime import cgroups
 
@@ -41,22 +41,6 @@ def _marked():
                     found.append(int(pid))
         except OSError:
             continue
-    return found
-
-
-def _in_root(rootfs):
-    """Processes whose root is ``rootfs`` (a pivoted container process's /proc/<pid>/root
-    reads "/", but it is that directory: same device and inode)."""
-    st = os.stat(rootfs)
-    found = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                other = os.stat(f"/proc/{pid}/root")
-            except OSError:
-                continue
-            if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
-                found.append(int(pid))
     return found
 
 
@@ -103,7 +87,7 @@ def _left(runtime, cid, bundle, grace=3.0):
             found.append(f"state dir {cid}")
         found += [f"cgroup {d}" for d in _cgroup_dirs(cid)]
         found += [f"mount {m}" for m in _mounts_under(bundle.path)]
-        procs = set(_marked()) | set(_in_root(bundle.rootfs))
+        procs = set(_marked()) | set(processes_rooted_at(bundle.rootfs))
         found += [f"process {pid}" for pid in sorted(procs)]
         if not procs or time.monotonic() > deadline:
             return found
@@ -122,6 +106,15 @@ def _again(runtime, cid, bundle):
     """The id can be created again, and deleted."""
     runtime("create", "--bundle", bundle.path, cid, env=_env())
     runtime("delete", "--force", cid)
+
+
+def _kill_rounds(runtime, cid, bundle, cmd, duration):
+    """``cmd`` (which makes ``cid``) killed at each instant: delete --force cleans up after
+    it, and the id can be created again."""
+    for n, delay in enumerate(_offsets(duration)):
+        _kill_at(cmd, delay)
+        _force_delete_leaves_nothing(runtime, cid, bundle, f"round {n}, killed after {delay * 1000:.1f} ms")
+        _again(runtime, cid, bundle)
 
 
 def _bundle(make_bundle, kind):
@@ -144,10 +137,8 @@ def test_create_killed_at_any_instant(runtime, make_bundle, kind):
     cid = runtime.new_id("crash")
     duration = min(_timed([RUNTIME, "--root", runtime.root, "create", "--bundle", str(bundle.path), cid]),
                    _timed([RUNTIME, "--root", runtime.root, "delete", "--force", cid]) + 0.03)
-    for n, delay in enumerate(_offsets(duration)):
-        _kill_at([RUNTIME, "--root", runtime.root, "create", "--bundle", str(bundle.path), cid], delay)
-        _force_delete_leaves_nothing(runtime, cid, bundle, f"round {n}, killed after {delay * 1000:.1f} ms")
-        _again(runtime, cid, bundle)
+    _kill_rounds(runtime, cid, bundle, [RUNTIME, "--root", runtime.root, "create", "--bundle", str(bundle.path), cid],
+                 duration)
 
 
 @pytest.mark.root
@@ -157,10 +148,8 @@ def test_run_killed_at_any_instant(runtime, make_bundle):
     cmd = [RUNTIME, "--root", runtime.root, "run", "--detach", "--bundle", str(bundle.path), cid]
     duration = _timed(cmd)
     runtime("delete", "--force", cid)
-    for n, delay in enumerate(_offsets(duration)):
-        _kill_at([RUNTIME, "--root", runtime.root, "run", "--bundle", str(bundle.path), cid], delay)
-        _force_delete_leaves_nothing(runtime, cid, bundle, f"round {n}, killed after {delay * 1000:.1f} ms")
-        _again(runtime, cid, bundle)
+    _kill_rounds(runtime, cid, bundle, [RUNTIME, "--root", runtime.root, "run", "--bundle", str(bundle.path), cid],
+                 duration)
 
 
 @pytest.mark.root

@@ -12,13 +12,12 @@ import glob
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tarfile
 import time
 
 import pytest
-from conftest import RUNTIME
+from conftest import RUNTIME, stop_daemon
 
 pytestmark = pytest.mark.root
 
@@ -73,12 +72,7 @@ def docker(tmp_path_factory, rootfs_template):
     finally:
         for cid in d("ps", "-aq", check=False).stdout.split():
             d("rm", "-f", cid, check=False)
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
+        stop_daemon(daemon, 60)
         log.close()
         for path in set(glob.glob("/sys/fs/cgroup/*/docker")) - cgroups_before:
             os.rmdir(path)  # dockerd's own parent cgroup; fails (and says so) if a container's is left

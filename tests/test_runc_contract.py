@@ -9,16 +9,14 @@ import io
 import json
 import os
 import shutil
-import signal
 import socket
 import struct
 import subprocess
 import tarfile
-import tempfile
 import time
 
 import pytest
-from conftest import RUNTIME, Runtime, wait_status
+from conftest import RUNTIME, Runtime, stop_daemon, wait_status
 
 pytestmark = pytest.mark.root  # runc, the reference, comes with scripts/setup.sh (Debian's runc)
 
@@ -30,18 +28,6 @@ class Runc(Runtime):
     """The reference: runc with its own --root, driven like the ``runtime`` fixture."""
 
     binary = shutil.which("runc") or "/usr/sbin/runc"
-
-    def __call__(self, *args, check=True, input=None, timeout=60, env=None):
-        cmd = [self.binary, "--root", self.root, *[str(a) for a in args]]
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            code = subprocess.run(cmd, stdout=out, stderr=err, text=True, input=input, timeout=timeout, env=env,
-                                  stdin=None if input is not None else subprocess.DEVNULL).returncode
-            out.seek(0)
-            err.seek(0)
-            proc = subprocess.CompletedProcess(cmd, code, out.read(), err.read())
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{cmd} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
-        return proc
 
 
 @pytest.fixture
@@ -419,12 +405,7 @@ def test_containerd_shim_deletes_a_created_task(tmp_path, rootfs_template):
                 _shim_call(shim, "Shutdown", _pb_field(1, cid.encode()), namespace)
             except (OSError, AssertionError):
                 pass  # it had gone, or went without answering
-        daemon.terminate()
-        try:
-            daemon.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(daemon.pid, signal.SIGKILL)
-            daemon.wait()
+        stop_daemon(daemon, 30)
         log.close()
         for path in sorted(set(glob.glob(f"/sys/fs/cgroup/*/{namespace}")) - cgroups_before):
             os.rmdir(path)  # the namespace's parent cgroup (fails, and says so, if a container's is left)

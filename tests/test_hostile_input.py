@@ -202,3 +202,19 @@ def test_deeply_nested_value_in_a_field(runtime, make_bundle, field):
             continue
         line = one_error(proc)
         assert "invalid JSON: nested too deeply" in line or f"ociruntime: {field}: must be a string (got " in line, line
+
+
+# --- kill ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sig", ["SIGRTMIN+100", "RTMAX-99", "rtmin+31", "-5", "65", "99999999999999999999", "0x9",
+                                 "", "SIG", "SIG_IGN", "NSIG", "KILL9", "\u0669", "9" * 5000])
+def test_kill_refuses_a_signal_out_of_range(runtime, created, sig):
+    line = one_error(runtime("kill", created, sig, check=False), "invalid signal")
+    assert repr(sig)[:40] in line
+    assert runtime.state(created)["status"] == "created", "no signal was sent"
+
+
+@pytest.mark.parametrize("sig", ["0", "CONT", "sigcont", "28", "SIGWINCH", "rtmin+0", "RTMAX-0", "SIGRTMIN+30", "64"])
+def test_kill_takes_signals_in_range(runtime, created, sig):
+    proc = runtime("kill", created, sig)
+    assert proc.stderr == ""

@@ -6,6 +6,7 @@ traceback, and nothing left behind (the runtime fixture's leak check)."""
 import json
 
 import pytest
+from conftest import launcher_python
 from test_errors import create, one_error
 
 pytestmark = pytest.mark.root
@@ -204,6 +205,12 @@ def test_deeply_nested_value_in_a_field(runtime, make_bundle, field):
         assert "invalid JSON: nested too deeply" in line or f"ociruntime: {field}: must be a string (got " in line, line
 
 
+def test_line_break_in_a_value_stays_one_line(runtime, make_bundle):
+    """An error quoting a value the user gave is still one line."""
+    bundle = _bundle_with(make_bundle, _set(["root", "path"], "no\nsuch\r\nrootfs"))
+    one_error(create(runtime, bundle), "root.path", "no\\nsuch\\r\\nrootfs")
+
+
 # --- kill ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("sig", ["SIGRTMIN+100", "RTMAX-99", "rtmin+31", "-5", "65", "99999999999999999999", "0x9",
@@ -218,3 +225,39 @@ def test_kill_refuses_a_signal_out_of_range(runtime, created, sig):
 def test_kill_takes_signals_in_range(runtime, created, sig):
     proc = runtime("kill", created, sig)
     assert proc.stderr == ""
+
+
+# --- the last line of defence ----------------------------------------------------------------
+
+def test_an_unforeseen_exception_is_one_line_and_one_json_log_line(tmp_path):
+    """A bug (here, a ValueError planted in dispatch) is still one line on stderr, exit 1,
+    and one JSON line in the log; with --debug the traceback goes to the log only."""
+    log = tmp_path / "log.json"
+    for debug in ([], ["--debug"]):
+        log.unlink(missing_ok=True)
+        code = (
+            "from ociruntime import main\n"
+            "def broken(*args):\n"
+            "    raise ValueError('planted bug')\n"
+            "main.dispatch = broken\n"
+            f"sys.argv = ['ociruntime', '--log', {str(log)!r}, '--log-format', 'json', *{debug!r}, 'state', 'x']\n"
+            "main.entry()\n")
+        proc = launcher_python(code)
+        assert proc.returncode == 1, proc
+        assert proc.stderr == "ociruntime: internal error: ValueError: planted bug\n"
+        entries = [json.loads(line) for line in log.read_text().splitlines()]
+        assert entries[0]["level"] == "error" and entries[0]["msg"] == "internal error: ValueError: planted bug"
+        assert entries[0]["time"]
+        if debug:
+            assert len(entries) == 2 and entries[1]["level"] == "debug"
+            assert "Traceback" in entries[1]["msg"] and "planted bug" in entries[1]["msg"]
+        else:
+            assert len(entries) == 1
+
+
+@pytest.mark.parametrize("args", [["create", "--preserve-fds=--5", "x"], ["update", "--pids-limit", "\u0665", "x"]])
+def test_a_number_flag_takes_only_a_number(runtime, args):
+    """"--5" and "٥" (an Arabic-Indic five: str.isdigit, but not int()'s) are usage errors."""
+    proc = runtime(*args, check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    assert args[1].partition("=")[0] in proc.stderr and "is not a number" in proc.stderr, proc.stderr

@@ -261,3 +261,14 @@ def test_a_number_flag_takes_only_a_number(runtime, args):
     proc = runtime(*args, check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and "internal error" not in proc.stderr
     assert args[1].partition("=")[0] in proc.stderr and "is not a number" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("count", ["-1", "99999999999"])
+def test_preserve_fds_out_of_range(runtime, make_bundle, created, count):
+    """-1 made create hang (the init's fds moved to 2 and up); a huge count was an OSError."""
+    bundle = make_bundle("true")
+    proc = runtime("create", "--bundle", bundle.path, f"--preserve-fds={count}", runtime.new_id(), check=False,
+                   timeout=20)
+    one_error(proc, f"--preserve-fds {count}: must be 0 to ")
+    one_error(runtime("exec", f"--preserve-fds={count}", created, "true", check=False, timeout=20),
+              f"--preserve-fds {count}: must be 0 to ")

@@ -18,6 +18,9 @@ def load(bundle):
         config = fastjson.loads(raw)
     except ValueError as e:
         raise ConfigError("", f"{path}: invalid JSON: {e}") from None
+    where = nul_byte(raw, config)
+    if where:
+        raise ConfigError(*where)
     from .validate import validate_config
 
     validate_config(config)
@@ -37,6 +40,34 @@ def read_json(path, label):
     except OSError as e:
         raise OCIError(f"{label} {path}: {e.strerror}") from None
     try:
-        return fastjson.loads(raw)
+        loaded = fastjson.loads(raw)
     except ValueError as e:
         raise OCIError(f"{label} {path}: not valid JSON ({e})") from None
+    where = nul_byte(raw, loaded)
+    if where:
+        raise OCIError(f"{label} {path}: {where[0] or 'the document'}: {where[1]}")
+    return loaded
+
+
+def nul_byte(raw, doc):
+    """``(path, message)`` for the first string or key of ``doc`` holding a NUL, else None.
+
+    A string reaches C cut at its first NUL (cffi's char *), so "/proc/\\0kcore" would
+    mask all of /proc: such a value is refused wherever it is. JSON can carry a NUL only
+    as the escape ``\\u0000`` (a raw one is invalid JSON), so without that text in
+    ``raw`` there is nothing to walk.
+    """
+    if b"\\u0000" not in raw:
+        return None
+    from .validate import format_path
+
+    todo = [([], doc)]
+    while todo:
+        path, node = todo.pop()
+        if path and type(path[-1]) is str and "\0" in path[-1]:
+            return format_path(path), "its key contains a NUL byte"
+        if type(node) is str and "\0" in node:
+            return format_path(path), "contains a NUL byte"
+        members = node.items() if type(node) is dict else enumerate(node) if type(node) is list else ()
+        todo.extend(reversed([([*path, key], value) for key, value in members]))
+    return None

@@ -6,6 +6,7 @@ Output and errors match the json module's for the data the runtime handles.
 """
 
 import _json
+import sys
 
 
 class _Context:
@@ -37,7 +38,11 @@ def loads(s):
         obj, end = _scan(s, idx)
     except StopIteration as e:
         raise ValueError(f"expecting a value at {_where(s, e.value)}") from None
-    except (ValueError, SystemError):
+    except RecursionError:  # the scanner recurses once per level of [ and {
+        raise ValueError("nested too deeply") from None
+    except (ValueError, SystemError) as e:
+        if "integer string conversion" in str(e):  # int() says "use sys.set_int_max_str_digits()"
+            raise ValueError(f"a number longer than {sys.get_int_max_str_digits()} digits") from None
         # The scanner builds its error from json.decoder, which we never imported:
         # let the json module parse the broken document and word the error.
         import json

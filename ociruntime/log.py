@@ -35,9 +35,21 @@ def timestamp():
 
 
 def error(msg):
-    """The one line a failed command leaves: on stderr, and in the log file."""
+    """The one line a failed command leaves: on stderr, and in the log file (a line break
+    in it, from a value the user gave or a hook's output, is written as \\n)."""
+    msg = msg.replace("\r", "\\r").replace("\n", "\\n")
     _emit("error", msg)
     sys.stderr.write(f"ociruntime: {msg}\n")
+
+
+def internal_error(exc):
+    """An exception nothing turned into an OCIError: one line, as any error; with --debug
+    its traceback goes to the log file too (traceback is imported only then)."""
+    error(f"internal error: {type(exc).__name__}: {exc}")
+    if _debug and _log_path:
+        import traceback
+
+        _emit("debug", "".join(traceback.format_exception(exc)))
 
 
 def warn(msg):

@@ -117,7 +117,7 @@ def _take(argv, i, table, out):
         value = argv[i + 1]
         i += 1
     if kind == "int":
-        if not value.lstrip("-").isdigit():
+        if not (value.isascii() and value.removeprefix("-").isdigit()):  # not "--5", not "٥"
             raise UsageError(f"option {name}: {value!r} is not a number")
         value = int(value)
     if kind == "list":  # repeatable: each use adds one
@@ -278,27 +278,32 @@ def _commit():
 
 
 def main(argv=None):
+    """Run the command line; an exception nobody turned into an OCIError is still one
+    line (a bug, or input nobody foresaw), never a traceback."""
     argv = sys.argv[1:] if argv is None else argv
-    try:
-        glob, command, opts = parse(argv)
-    except UsageError as e:
-        if any(a in ("-h", "--help") for a in argv) or not argv:
-            from .cli import run_click
-
-            return run_click(argv)
-        from .cli import usage_error
-
-        return usage_error(argv, str(e))
     from . import log
 
-    log.configure(glob["log"], glob["log_format"], glob["debug"])
     try:
+        try:
+            glob, command, opts = parse(argv)
+        except UsageError as e:
+            if any(a in ("-h", "--help") for a in argv) or not argv:
+                from .cli import run_click
+
+                return run_click(argv)
+            from .cli import usage_error
+
+            return usage_error(argv, str(e))
+        log.configure(glob["log"], glob["log_format"], glob["debug"])
         return dispatch(glob, command, opts)
     except OCIError as e:
         log.error(str(e))
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # the last line of defence: a bug, still one line
+        log.internal_error(e)
+        return 1
 
 
 def entry():

@@ -6,8 +6,10 @@ The plan is a dict; its ``steps`` are dicts whose ``op`` names an OCI_STEP_* of
 native/oci_native.h. ``ociruntime.native`` turns it into the C structs.
 """
 
+import posix
+
 from . import pathnames
-from .errors import ConfigError
+from .errors import ConfigError, OCIError
 from .hooks import entries as hook_entries
 from .linux import capabilities, devices, mountopts, namespaces, rlimits, seccomp
 from .log import warn
@@ -96,12 +98,21 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
                              apparmor_exec, selinux_exec, lambda: _passwd_file(config, bundle, rootfs)), **attrs},
         "terminal": bool(process.get("terminal")),
         "console_size": _console_size(process),
-        "preserve_fds": preserve_fds,
+        "preserve_fds": _preserved_fds(preserve_fds),
         "no_new_keyring": no_new_keyring,
         "net_devices": _net_devices(linux, ns_all),
         "device_rules": devices.cgroup_rules((linux.get("resources") or {}).get("devices") or []),
         "cgroup_writes": cgroup_writes(linux.get("resources"), cgroup_host),
     }
+
+
+def _preserved_fds(count):
+    """--preserve-fds N passes fds 3 to 2+N: N can't be negative (the init's own fds are
+    moved above 2+N) nor reach past the open file limit."""
+    limit = posix.sysconf("SC_OPEN_MAX") - 3
+    if not 0 <= count <= limit:
+        raise OCIError(f"--preserve-fds {count}: must be 0 to {limit} (fds from 3 up to the open file limit)")
+    return count
 
 
 def build_exec(config, process, init_pid, preserve_fds=0):
@@ -146,7 +157,7 @@ def build_exec(config, process, init_pid, preserve_fds=0):
                                lambda: (f"/proc/{init_pid}/root", "/etc/passwd")), **attrs},
         "terminal": bool(process.get("terminal")),
         "console_size": _console_size(process),
-        "preserve_fds": preserve_fds,
+        "preserve_fds": _preserved_fds(preserve_fds),
         "no_new_keyring": False,
         "net_devices": [], "device_rules": [], "cgroup_writes": [],
     }

@@ -55,6 +55,13 @@ def validate_config(config):
     _check_version(config["ociVersion"])
 
 
+def validate_part(inst, ref):
+    """Raise ``ConfigError`` for the first way ``inst`` breaks the schema node ``ref``
+    (``file.json#/pointer``): a part of a config given alone, as update's resources."""
+    node, doc_name = _resolve(ref, ROOT_SCHEMA)
+    _check(inst, node, doc_name, [])
+
+
 def _check_version(version):
     """Accept 1.0.0 and later 1.x: the spec keeps compatibility within a major version.
 
@@ -301,7 +308,7 @@ def _branch_errors(inst, arg, path):
 
 def _relative(error, path):
     """``error`` phrased relative to ``path``: ``weight is required`` rather than the full path."""
-    prefix = _format_path(path)
+    prefix = format_path(path)
     where = error.path[len(prefix):].lstrip(".")
     return f"{where} {error.message}" if where else error.message
 
@@ -314,10 +321,10 @@ _COMBINATOR_STEPS = {"allOf": _step_all_of, "anyOf": _step_any_of, "oneOf": _ste
 
 
 def _fail(path, message):
-    raise ConfigError(_format_path(path), message)
+    raise ConfigError(format_path(path), message)
 
 
-def _format_path(path):
+def format_path(path):
     """``["linux", "namespaces", 2, "type"]`` -> ``linux.namespaces[2].type``; odd keys are quoted."""
     out = ""
     for part in path:
@@ -332,5 +339,8 @@ def _format_path(path):
 
 def _show(value):
     """A JSON rendering of ``value`` short enough for a one-line error."""
-    text = fastjson.dumps(value)
+    try:
+        text = fastjson.dumps(value)
+    except RecursionError:
+        return "a value nested too deeply to show"
     return text if len(text) <= 60 else text[:57] + "..."

@@ -186,7 +186,7 @@ def test_reference_agrees_on_invalid_example(reference, name):
     path, fragment = INVALID[name]
     if fragment.startswith("is required"):
         path = path.rpartition("[")[0] if path.endswith("]") else path.rpartition(".")[0]
-    assert path in {validate._format_path(error.absolute_path) for error in errors}
+    assert path in {validate.format_path(error.absolute_path) for error in errors}
 
 
 # --- the interpreter itself ------------------------------------------------------------------------

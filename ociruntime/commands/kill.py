@@ -8,22 +8,23 @@ from ..errors import OCIError
 
 
 def parse_signal(value):
-    """A number, or a name with or without SIG ("TERM", "SIGKILL", "rtmin+1")."""
-    if value.isdigit():
-        if int(value) >= _signal.NSIG:
-            raise OCIError(f"invalid signal {value!r}: signals are 0 to {_signal.NSIG - 1}")
+    """A number 0 to SIGRTMAX, or a name with or without SIG ("TERM", "SIGKILL", "rtmin+1",
+    "RTMAX-2"); anything else, an offset past the real-time range included, is refused."""
+    name = value.upper().removeprefix("SIG")
+    if value.isascii() and value.isdigit():
+        if len(value) > 3 or int(value) > _signal.SIGRTMAX:
+            raise OCIError(f"invalid signal {value!r}: signals are 0 to {_signal.SIGRTMAX}")
         return int(value)
-    name = value.upper()
-    if not name.startswith("SIG"):
-        name = "SIG" + name
-    sig = getattr(_signal, name, None) if name.isidentifier() and not name.startswith("SIG_") else None
-    if isinstance(sig, int):
-        return sig
-    if name.startswith("SIGRTMIN+") and name[9:].isdigit():
-        return _signal.SIGRTMIN + int(name[9:])
-    if name.startswith("SIGRTMAX-") and name[9:].isdigit():
-        return _signal.SIGRTMAX - int(name[9:])
-    raise OCIError(f"invalid signal {value!r}")
+    base, sign, offset = name[:5], name[5:6], name[6:]
+    if base in ("RTMIN", "RTMAX") and sign == "+-"[base == "RTMAX"] and offset.isascii() and offset.isdigit():
+        span = _signal.SIGRTMAX - _signal.SIGRTMIN
+        if len(offset) > 3 or int(offset) > span:
+            raise OCIError(f"invalid signal {value!r}: SIG{base}{sign}n takes n from 0 to {span}")
+        return _signal.SIGRTMIN + int(offset) if sign == "+" else _signal.SIGRTMAX - int(offset)
+    sig = getattr(_signal, "SIG" + name, None) if name.isascii() and name.isalnum() else None
+    if type(sig) is not int:
+        raise OCIError(f"invalid signal {value!r}: not a signal number or name")
+    return sig
 
 
 def send_signal(container, sig, all_processes=False):

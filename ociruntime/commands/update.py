@@ -5,7 +5,7 @@ settings (quota with period, memory with swap) are written together."""
 
 
 from .. import cgroups, state
-from ..errors import OCIError
+from ..errors import ConfigError, OCIError
 from ..resources import Host, writes
 
 _UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
@@ -53,7 +53,7 @@ def from_flags(flags):
         flag = "--" + dest.replace("_", "-")
         try:
             value = ram_in_bytes(value) if parse == "bytes" else parse(value)
-        except ValueError as e:
+        except (ValueError, OverflowError) as e:  # OverflowError: "1e400" is an infinite float
             raise OCIError(f"update: invalid value for {flag}: {e}") from None
         out.setdefault(group, {})[field] = value
     return out
@@ -101,8 +101,20 @@ def _check_before_update(paths, memory, planned):
                 raise OCIError(f"{w['label']}: {limit} is below the container's current usage {usage}")
 
 
+def checked(resources):
+    """``resources`` if the schema's LinuxResources takes them, as config.json's are checked:
+    a wrong type or an out-of-range number is one line naming the field."""
+    from ..validate import validate_part
+
+    try:
+        validate_part(resources, "config-linux.schema.json#/definitions/Resources")
+    except ConfigError as e:
+        raise OCIError(f"update: {e.path or 'resources'}: {e.message}") from None
+    return resources
+
+
 def main(root, container_id, resources=None, **flags):
-    new = from_file(resources) if resources else from_flags(flags)
+    new = checked(from_file(resources) if resources else from_flags(flags))
     with state.Container.load(root, container_id) as container:
         status = container.status()
         if status == "stopped":

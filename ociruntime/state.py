@@ -443,3 +443,5 @@ def list_ids(root):
         return sorted(n for n in posix.listdir(root) if pathnames.exists(f"{root}/{n}/{_STATE}"))
     except FileNotFoundError:
         return []
+    except OSError as e:
+        raise OCIError(f"--root {root}: {e.strerror}") from None

@@ -40,10 +40,11 @@ def test_args_are_passed_verbatim(runtime, make_bundle):
 
 
 def test_env_is_exactly_the_config(runtime, make_bundle):
+    """The config's env, and HOME from /etc/passwd as runc adds it when the env has none."""
     bundle = make_bundle("env")
     bundle.config["process"]["env"] = ["PATH=/bin:/usr/bin", "FOO=bar baz", "EMPTY=", "MULTI=a=b=c"]
     bundle.write()
-    assert sorted(run_ok(runtime, bundle).splitlines()) == sorted(bundle.config["process"]["env"])
+    assert sorted(run_ok(runtime, bundle).splitlines()) == sorted([*bundle.config["process"]["env"], "HOME=/root"])
 
 
 def test_program_is_found_in_path_of_env(runtime, make_bundle):

@@ -246,3 +246,18 @@ def test_the_key(runtime, make_bundle):
     _one_error_line(runtime("kill", cid, "KILL", check=False), key_path)
     os.rename(key_path + ".away", key_path)
     runtime("delete", "--force", cid)
+
+
+def test_a_root_that_is_not_a_directory(tmp_path):
+    """--root naming a file: one line for list and state, as runc's."""
+    from conftest import Runtime
+
+    stray = tmp_path / "file"
+    stray.write_text("")
+    rt = Runtime(stray)
+    _one_error_line(rt("list", check=False), str(stray), "Not a directory")
+    _one_error_line(rt("state", "x", check=False), str(stray))
+
+
+def test_list_format_is_checked(runtime):
+    _one_error_line(runtime("list", "--format", "bogus", check=False), "invalid format option")

@@ -24,6 +24,8 @@ def state_main(root, container_id):
 
 
 def list_main(root, fmt="table", quiet=False):
+    if fmt not in ("table", "json"):
+        raise OCIError(f"invalid format option {fmt!r}: use table or json")
     rows = []
     for cid in state.list_ids(root):
         try:

@@ -72,6 +72,7 @@ _FIELDS = {
     "cgroups_created": lambda v: type(v) is list and all(_path(p) for p in v),
     "host_mounts": lambda v: v is None or (type(v) is list and all(_count(i) for i in v)),
     "resources": lambda v: type(v) is dict,
+    "freezer": lambda v: v is None or _path(v),  # cgroups.freezer_file, kept: `state` needs no cgroups module
     "hooks": lambda v: type(v) is dict and set(v) == {"poststart", "poststop"} and all(map(_hooks, v.values())),
     "creating": lambda v: v is True,
     # known once the init exists
@@ -80,7 +81,7 @@ _FIELDS = {
     "start_fd": _count, "start_pipe": _text, "err_fd": _count,
 }
 _FIRST = ("id", "ociVersion", "bundle", "rootfs", "created", "owner", "annotations", "cgroup_paths",
-          "cgroups_created", "host_mounts", "resources", "hooks")
+          "cgroups_created", "host_mounts", "resources", "hooks", "freezer")
 _CREATED = ("pid", "init_start_time", "start_fd", "start_pipe", "err_fd")
 
 
@@ -378,9 +379,8 @@ def status_of(data):
             return "created"
     except OSError:
         pass
-    from .cgroups import freezer_file
-
-    freezer = freezer_file(data.get("cgroup_paths") or {})
+    # Only read here; what freezes (pause, kill --all, delete) derives it from checked paths.
+    freezer = data.get("freezer")
     if freezer and frozen(freezer):
         return "paused"
     return "running"

@@ -46,6 +46,7 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
         "owner": "",
         "annotations": config.get("annotations") or {},
         "cgroup_paths": cgroup_paths,
+        "freezer": cgroups.freezer_file(cgroup_paths),
         "cgroups_created": cgroups.missing(cgroup_paths),
         # None: the container has its own mount namespace
         "host_mounts": hostmounts.present(plan["rootfs"]) if plan["host_mounts"] else None,

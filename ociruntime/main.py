@@ -301,6 +301,10 @@ def main(argv=None):
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Whoever read our output went away (`events ... | head`): end quietly, as a
+        # program killed by SIGPIPE does (runc is).
+        return 128 + 13
     except Exception as e:  # the last line of defence: a bug, still one line
         log.internal_error(e)
         return 1

@@ -211,3 +211,14 @@ def test_kill_all_reaches_every_process_in_the_cgroup(runtime, make_bundle):
         assert runtime.state(cid)["status"] == "running"
     finally:
         runtime("delete", "--force", cid)
+
+
+def test_a_reader_that_goes_away_ends_events_quietly(runtime, make_bundle):
+    """`events | head -c 10`: no error line once the reader is gone, as runc's (SIGPIPE)."""
+    cid = create_and_start(runtime, make_bundle("sleep", "100"))
+    proc = subprocess.run(f"{RUNTIME} --root {runtime.root} events --interval 100ms {cid} | head -c 10; "
+                          "echo \" ${PIPESTATUS[0]}\"", shell=True, executable="/bin/bash", capture_output=True,
+                          text=True, timeout=30)
+    assert proc.stdout.startswith('{"type": "') and proc.stdout.split()[-1] == "141", proc
+    assert proc.stderr == "", proc.stderr
+    runtime("delete", "--force", cid)

@@ -149,31 +149,60 @@ static void set_caps(const struct oci_process *p, int last)
                 oci_fail(1, "process.capabilities.ambient: raise capability %d", cap);
 }
 
-/* chdir, then make sure the directory is inside the process's root: a path through a
+/* Whether the directory we are in is inside the process's root: a path through a
  * directory fd it was handed (--preserve-fds: /proc/self/fd/3, /proc/self/fd/3/..)
  * leads out of it whatever the string says (runc's fix of CVE-2024-21626). The kernel's
  * own getcwd tells: "(unreachable)..." for a directory outside the root, ENOENT for one
  * already removed. */
-static void enter_cwd(const char *cwd)
+static void check_reachable(const char *cwd)
 {
     char buf[4096];
-    long n;
+    long n = syscall(SYS_getcwd, buf, sizeof(buf));
 
-    if (chdir(cwd) < 0)
-        oci_fail(1, "process.cwd: chdir %s", cwd);
-    n = syscall(SYS_getcwd, buf, sizeof(buf));
     if (n < 0 && errno != ENOENT)
         oci_fail(1, "process.cwd: getcwd after chdir %s", cwd);
     if (n < 0 || buf[0] != '/')
         oci_fail(0, "process.cwd: %s is outside the container's root: possible container breakout detected", cwd);
 }
 
+/* The cwd is checked early, as root and before the container's seccomp filter is
+ * loaded (a filter may refuse getcwd itself: runtime-tools' linux_seccomp does); the
+ * final chdir, as the process's user, must then land on that same directory. A cwd
+ * root can't enter yet (a user namespace's root without access) is checked after. */
+static int check_cwd_early(const char *cwd, struct stat *st)
+{
+    if (chdir(cwd) < 0)
+        return 0;
+    check_reachable(cwd);
+    if (stat(".", st) < 0)
+        oci_fail(1, "process.cwd: stat %s", cwd);
+    return 1;
+}
+
+static void enter_cwd(const char *cwd, int checked, const struct stat *early)
+{
+    struct stat st;
+
+    if (chdir(cwd) < 0)
+        oci_fail(1, "process.cwd: chdir %s", cwd);
+    if (!checked) {
+        check_reachable(cwd);
+        return;
+    }
+    if (stat(".", &st) < 0)
+        oci_fail(1, "process.cwd: stat %s", cwd);
+    if (st.st_dev != early->st_dev || st.st_ino != early->st_ino)
+        oci_fail(0, "process.cwd: %s changed while the process was set up", cwd);
+}
+
 /* Everything between the filesystem and the exec: limits, identity, caps. */
 static void finalize_process(const struct oci_plan *plan)
 {
     const struct oci_process *p = &plan->process;
-    int i, last = last_cap();
+    int i, last = last_cap(), cwd_checked;
+    struct stat cwd_st;
 
+    cwd_checked = check_cwd_early(p->cwd, &cwd_st);
     for (i = 0; i < p->nrlimits; i++) {
         struct rlimit rl = {p->rlimits[i].soft, p->rlimits[i].hard};
         if (setrlimit(p->rlimits[i].resource, &rl) < 0)
@@ -212,7 +241,7 @@ static void finalize_process(const struct oci_plan *plan)
     }
     if (p->umask >= 0)
         umask(p->umask);
-    enter_cwd(p->cwd);
+    enter_cwd(p->cwd, cwd_checked, &cwd_st);
 }
 
 static const char *env_path(const char *const *envp)

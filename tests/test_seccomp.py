@@ -138,6 +138,18 @@ def test_without_no_new_privileges_for_a_non_root_user(runtime, make_bundle):
     assert out.strip().endswith("1000")
 
 
+@pytest.mark.root
+@pytest.mark.parametrize("no_new_privs", [False, True])
+def test_a_filter_refusing_getcwd(runtime, make_bundle, no_new_privs):
+    """The cwd is checked with getcwd before the filter is loaded (without noNewPrivileges
+    it is loaded before the process's last steps): a filter refusing getcwd (runtime-tools'
+    linux_seccomp) still runs the container, and the container sees the refusal."""
+    bundle = _bundle(make_bundle, "cd /tmp && echo in-tmp; pwd", _filter(
+        syscalls=[{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"}]), noNewPrivileges=no_new_privs, cwd="/etc")
+    code, out, err = runtime.run_output(bundle)
+    assert code == 0 and out.startswith("in-tmp\n"), (code, out, err)
+
+
 # --- SCMP_ACT_NOTIFY ---------------------------------------------------------------------------
 
 SECCOMP_IOCTL_NOTIF_RECV = 0xC0502100  # _IOWR('!', 0, struct seccomp_notif), 80 bytes

@@ -128,8 +128,10 @@ struct oci_process {
     const char *const *argv;    /* NULL-terminated; argv[0] searched in PATH of envp if it has no '/' */
     const char *const *envp;
     const char *cwd;            /* chdir'd last, as the process's user; refused unless the kernel's getcwd
-                                   then finds it inside the root (a path through a preserved directory
-                                   fd, /proc/self/fd/3, leads out: CVE-2024-21626's class) */
+                                   finds it inside the root (a path through a preserved directory fd,
+                                   /proc/self/fd/3, leads out: CVE-2024-21626's class), asked first as
+                                   root before the seccomp filter, the last chdir landing on the same
+                                   directory */
     unsigned int uid, gid;
     int ngroups;                /* -1: leave supplementary groups alone */
     const unsigned int *groups;

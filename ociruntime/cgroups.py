@@ -109,45 +109,44 @@ def owned(paths, record):
 
 def sort_owned(paths):
     """({key: directory} of the entries that are a container's cgroup, [why each other one
-    is not]). A container's cgroup lies strictly below the host's mount of its hierarchy,
-    in plain form (no "..", no "//"), and neither is nor contains this process's own
-    cgroup: whatever a state record says, the runtime never freezes, signals or removes
-    the host's hierarchy roots, its own cgroup or anything outside cgroupfs."""
+    is not])."""
     mounts = hierarchies()
     own = own_cgroups()
     good, bad = {}, []
     for key, path in paths.items():
-        mount = mounts.get(key)
-        if mount is None:
-            bad.append(f"{path!r} is in no cgroup hierarchy of this host ({key or 'cgroup2'!r})")
-        elif pathnames.normpath(path) != path or not path.startswith(mount.rstrip("/") + "/"):
-            bad.append(f"{path!r} is not a cgroup below the host's {key or 'cgroup2'} hierarchy at {mount}")
-        elif _holds_own(key, path[len(mount.rstrip("/")):], own):
-            bad.append(f"{path!r} holds the runtime's own cgroup")
+        why = _not_ownable(key, path, mounts, own)
+        if why:
+            bad.append(f"{path!r} {why}")
         else:
             good[key] = path
     return good, bad
 
 
-def _holds_own(key, rel, own):
+def _not_ownable(key, path, mounts, own):
+    """Why ``path`` can't be a container's cgroup in hierarchy ``key``, or None. A
+    container's cgroup lies strictly below the host's mount of its hierarchy, in plain
+    form (no "..", no "//"), and neither is nor contains this process's own cgroup:
+    whatever a state record says, the runtime never freezes, signals or removes the
+    host's hierarchy roots, its own cgroup or anything outside cgroupfs."""
+    mount = mounts.get(key)
+    if mount is None:
+        return f"is in no cgroup hierarchy of this host ({key or 'cgroup2'!r})"
+    mount = mount.rstrip("/")
+    if pathnames.normpath(path) != path or not path.startswith(mount + "/"):
+        return f"is not a cgroup below the host's {key or 'cgroup2'} hierarchy at {mount}"
     mine = own.get(key)
-    return mine is not None and (mine == rel or mine.startswith(rel + "/"))
+    if mine is not None and (mine == path[len(mount):] or mine.startswith(path[len(mount):] + "/")):
+        return "holds the runtime's own cgroup"
+    return None
 
 
 def removable(created, paths):
     """The directories of a record's ``created`` list that are one of the container's
-    checked cgroups (``paths``) or an ancestor of one below the hierarchy's mount."""
+    checked cgroups (``paths``) or an ancestor of one that a container could own."""
     mounts = hierarchies()
     own = own_cgroups()
-    keep = []
-    for d in created:
-        for key, leaf in paths.items():
-            mount = mounts[key].rstrip("/")
-            if (d == leaf or leaf.startswith(d + "/")) and d.startswith(mount + "/") \
-                    and not _holds_own(key, d[len(mount):], own):
-                keep.append(d)
-                break
-    return keep
+    return [d for d in created if any((d == leaf or leaf.startswith(d + "/")) and not _not_ownable(key, d, mounts, own)
+                                      for key, leaf in paths.items())]
 
 
 def prime_migration():

@@ -146,9 +146,8 @@ class Container:
                 raise OCIError(f"container {container_id!r} does not exist")
             bad = problems(data, container_id)
             if bad:
-                raise StateError(f"container {container_id!r}: {container.dir}/{_STATE} is damaged: "
-                                 f"{', '.join(bad)} (delete --force removes what can be proven to be the "
-                                 "container's)")
+                raise StateError(f"{container._damaged(bad)} (delete --force removes what can be proven to be "
+                                 "the container's)")
         except BaseException:
             container.close()
             raise
@@ -157,27 +156,27 @@ class Container:
 
     @classmethod
     def salvage(cls, root, container_id):
-        """For ``delete --force``: the locked directory with whatever fields of its record
-        are sound (damaged ones dropped), and the list of those dropped; None when there
-        is no such directory at all."""
+        """For ``delete --force``: (the locked directory with whatever fields of its record
+        are sound, damaged ones dropped; what was wrong, one line, or None). (None, None)
+        when there is no such directory at all."""
         try:
             container = cls._open(root, container_id, True)
         except StateError:
             raise
         except OCIError:
-            return None, []
+            return None, None
         try:
             data = container._read()
         except StateError as e:
             container.data = {}
-            return container, [str(e)]
-        if data is None:
-            data = {}
-        bad = problems(data, container_id) if data else []
-        if type(data) is not dict:
-            data = {}
-        container.data = {k: v for k, v in data.items() if k not in bad and k in _FIELDS}
-        return container, bad
+            return container, str(e)
+        bad = problems(data, container_id) if data is not None else []
+        container.data = {k: v for k, v in data.items() if k not in bad and k in _FIELDS} \
+            if type(data) is dict else {}
+        return container, container._damaged(bad) if bad else None
+
+    def _damaged(self, bad):
+        return f"container {self.id!r}: {self.dir}/{_STATE} is damaged: {', '.join(bad)}"
 
     @classmethod
     def _open(cls, root, container_id, lock):
@@ -198,13 +197,13 @@ class Container:
 
     def _read(self):
         """The parsed record, or None where there is none."""
+        where = f"container {self.id!r}: {self.dir}/{_STATE}"
         try:
             fd = posix.open(_STATE, posix.O_RDONLY | posix.O_CLOEXEC | posix.O_NOFOLLOW, dir_fd=self._fd)
         except FileNotFoundError:
             return None
         except OSError as e:
-            raise StateError(f"container {self.id!r}: {self.dir}/{_STATE}: {e.strerror}") from None
-        where = f"container {self.id!r}: {self.dir}/{_STATE}"
+            raise StateError(f"{where}: {e.strerror}") from None
         try:
             if posix.fstat(fd).st_size > 1 << 20:
                 raise StateError(f"{where}: larger than a state record can be")
@@ -217,7 +216,7 @@ class Container:
                                  f"this runtime with the key {_key_path(self.root)})")
             return fastjson.loads(body)
         except (ValueError, RecursionError, UnicodeDecodeError) as e:
-            raise StateError(f"container {self.id!r}: {self.dir}/{_STATE} is damaged: not a JSON record "
+            raise StateError(f"{where} is damaged: not a JSON record "
                              f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
         finally:
             posix.close(fd)
@@ -328,8 +327,9 @@ def _mac(key, body):
     OpenSSL's hashlib (milliseconds); _sha256 is built into the interpreter."""
     from _sha256 import sha256
 
-    inner = sha256(bytes(b ^ 0x36 for b in key.ljust(64, b"\0")) + body).digest()
-    return sha256(bytes(b ^ 0x5C for b in key.ljust(64, b"\0")) + inner).hexdigest().encode()
+    block = key.ljust(64, b"\0")
+    inner = sha256(bytes(b ^ 0x36 for b in block) + body).digest()
+    return sha256(bytes(b ^ 0x5C for b in block) + inner).hexdigest().encode()
 
 
 def _same(a, b):

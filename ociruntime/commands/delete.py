@@ -24,7 +24,7 @@ from ..errors import OCIError
 from ..log import warn
 
 
-def _kill_all(container, paths, pid):
+def _kill_all(paths, pid):
     """SIGKILL the init and everything in the cgroups; False when there was nothing to kill."""
     pids = cgroups.pids(paths)
     if pid is not None:
@@ -65,7 +65,7 @@ def destroy(container):
     for why in bad:
         warn(f"container {container.id!r}: cgroup_paths: {why}: left alone")
     pid = state.init_pid(data, paths)
-    if _kill_all(container, paths, pid):
+    if _kill_all(paths, pid):
         _wait_stopped(container, paths, pid)
     cgroups.remove(cgroups.removable(data.get("cgroups_created") or [], paths))
     try:
@@ -80,13 +80,12 @@ def destroy(container):
 
 def main(root, container_id, force=False):
     if force:
-        container, dropped = state.Container.salvage(root, container_id)
+        container, damage = state.Container.salvage(root, container_id)
         if container is None:
             return
         with container:
-            if dropped:
-                warn(f"container {container_id!r}: {container.dir}/state.json is damaged "
-                     f"({', '.join(dropped)}): what those fields name is left alone")
+            if damage:
+                warn(f"{damage}: what it names is left alone")
             destroy(container)
         return
     with state.Container.load(root, container_id) as container:

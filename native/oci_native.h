@@ -248,6 +248,10 @@ int oci_set_child_subreaper(void);
 /* Lazily detach the mount at path (umount2 MNT_DETACH). Returns 0 or -errno. */
 int oci_detach_mount(const char *path);
 
+/* mount(2) as is, for the shim's rootfs mounts on the host (containerd's snapshot: an
+ * overlay or a bind). Returns 0 or -errno. */
+int oci_mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data);
+
 /* A socket(domain, type | SOCK_CLOEXEC, protocol) made in the network namespace at ns_path
  * (the calling thread enters it and comes back). Returns the fd or -errno. */
 int oci_netns_socket(const char *ns_path, int domain, int type, int protocol);

@@ -152,6 +152,11 @@ int oci_detach_mount(const char *path)
     return umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 ? -errno : 0;
 }
 
+int oci_mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)
+{
+    return mount(source, target, fstype, flags, data) < 0 ? -errno : 0;
+}
+
 int oci_netns_socket(const char *ns_path, int domain, int type, int protocol)
 {
     /* setns() moves only the calling thread; it comes back before returning. */

@@ -345,6 +345,20 @@ def detach_mount(path):
         raise OCIError(f"unmount {path}: {posix.strerror(-rc)}")
 
 
+def set_child_subreaper():
+    """PR_SET_CHILD_SUBREAPER: what the container's processes orphan comes to us to reap."""
+    err = lib.oci_set_child_subreaper()
+    if err:
+        raise OCIError(f"PR_SET_CHILD_SUBREAPER: {posix.strerror(-err)}")
+
+
+def mount(source, target, fstype, flags, data):
+    """mount(2); an error names the target."""
+    rc = lib.oci_mount(source.encode(), target.encode(), fstype.encode(), flags, data.encode())
+    if rc < 0:
+        raise OCIError(f"mount {fstype} {source} on {target}: {posix.strerror(-rc)}")
+
+
 def attach_device_filter(cgroup_dir, program_bytes):
     """Make ``program_bytes`` (devicefilter.program()) the device filter of a cgroup v2
     directory, replacing the ones attached before (``update``)."""

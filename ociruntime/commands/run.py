@@ -27,11 +27,9 @@ def resolve_id(container_id, bundle):
 def main(root, container_id, bundle=".", detach=False, keep=False, no_subreaper=False, **options):
     container_id, bundle = resolve_id(container_id, bundle)
     if not detach and not no_subreaper:
-        from ..native import lib
+        from ..native import set_child_subreaper
 
-        err = lib.oci_set_child_subreaper()
-        if err:
-            raise OCIError(f"run: PR_SET_CHILD_SUBREAPER: {posix.strerror(-err)}")
+        set_child_subreaper()
     ours = theirs = None
     if not detach and not options.get("console_socket"):
         # Where the init sends its pty master if process.terminal: we proxy it.

@@ -1,0 +1,122 @@
+"""A shim for engines without containerd: the same ``containerd-shim-ociruntime-v2`` process,
+started for a bundle and driven through its Task service by this class.
+
+    from ociruntime_shim.client import Shim
+
+    shim = Shim.launch("/path/to/bundle", "web", namespace="myengine")
+    shim.create(log="/var/log/web.log", stdin=True)   # the container's stdout and stderr go to the log
+    shim.start()
+    shim.write_stdin(b"hello\\n"); shim.close_stdin()
+    status = shim.wait()                               # (exit status, exited at) — also from a new
+    shim.delete()                                      # Shim.connect(bundle) after the engine restarted
+
+The shim outlives the engine: it holds the container's stdio and its exit status until
+``delete``. Without containerd there is no event stream (events are dropped); ``wait``
+is how an engine learns of an exit.
+"""
+
+import posix
+import subprocess
+
+from .protocol import message
+from .ttrpc import Client
+
+SERVICE = "containerd.task.v2.Task"
+SHIM = "containerd-shim-ociruntime-v2"
+
+
+class Shim:
+    def __init__(self, address, bundle, container_id, namespace):
+        self.address, self.bundle, self.id, self.namespace = address, bundle, container_id, namespace
+        self.client = Client(address)
+        self._stdin = None
+
+    @classmethod
+    def launch(cls, bundle, container_id, *, namespace="default", binary=SHIM, engine="ociruntime-client"):
+        """Start (or join: see shim/main.py's grouping) the shim for ``bundle`` and connect."""
+        bundle = _abspath(bundle)
+        proc = subprocess.run([binary, "-namespace", namespace, "-address", engine, "-id", container_id, "start"],
+                              cwd=bundle, capture_output=True, text=True, timeout=60)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{binary} start: {proc.stderr.strip() or proc.returncode}")
+        return cls(proc.stdout.strip(), bundle, container_id, namespace)
+
+    @classmethod
+    def connect(cls, bundle, container_id, *, namespace="default"):
+        """Reach the shim of a container created earlier (by this engine before it restarted)."""
+        bundle = _abspath(bundle)
+        with open(f"{bundle}/address") as f:
+            return cls(f.read().strip(), bundle, container_id, namespace)
+
+    def _call(self, method, request_name, response_name="google.protobuf.Empty", timeout=60, **fields):
+        request = message(f"containerd.task.v2.{request_name}")(id=self.id, **fields)
+        return self.client.call(SERVICE, method, request, message(response_name), timeout=timeout,
+                                metadata={"containerd-namespace": self.namespace})
+
+    def create(self, log=None, stdin=False, terminal=False):
+        """Create the container; its stdout and stderr are appended to ``log`` (if given). With
+        ``stdin`` a FIFO in the bundle is its stdin: ``write_stdin``. The init's pid."""
+        stdin_path = ""
+        if stdin:
+            stdin_path = f"{self.bundle}/stdin"
+            if not posix.access(stdin_path, posix.F_OK):
+                posix.mkfifo(stdin_path, 0o600)
+        out = f"file://{log}" if log else ""
+        return self._call("Create", "CreateTaskRequest", "containerd.task.v2.CreateTaskResponse",
+                          bundle=self.bundle, stdin=stdin_path, stdout=out, stderr=out, terminal=terminal).pid
+
+    def start(self):
+        return self._call("Start", "StartRequest", "containerd.task.v2.StartResponse").pid
+
+    def write_stdin(self, data):
+        if self._stdin is None:
+            self._stdin = posix.open(f"{self.bundle}/stdin", posix.O_WRONLY | posix.O_CLOEXEC)
+        posix.write(self._stdin, data)
+
+    def close_stdin(self):
+        """End the container's stdin (EOF), as CloseIO does."""
+        if self._stdin is not None:
+            posix.close(self._stdin)
+            self._stdin = None
+        self._call("CloseIO", "CloseIORequest", stdin=True)
+
+    def state(self):
+        return self._call("State", "StateRequest", "containerd.task.v2.StateResponse")
+
+    def pids(self):
+        return [p.pid for p in self._call("Pids", "PidsRequest", "containerd.task.v2.PidsResponse").processes]
+
+    def kill(self, signal=15, all=False):
+        self._call("Kill", "KillRequest", signal=signal, all=all)
+
+    def wait(self, timeout=None):
+        """(exit status, exited at as seconds since the epoch), once the container exited."""
+        r = self._call("Wait", "WaitRequest", "containerd.task.v2.WaitResponse", timeout=timeout)
+        return r.exit_status, r.exited_at.ToNanoseconds() / 1e9
+
+    def delete(self):
+        """Delete the stopped container; the shim exits when it holds no container any more.
+        The exit status."""
+        r = self._call("Delete", "DeleteRequest", "containerd.task.v2.DeleteResponse")
+        try:
+            self._call("Shutdown", "ShutdownRequest", timeout=10)
+        except (OSError, ConnectionError):
+            pass  # it went as it answered
+        if self._stdin is None:
+            try:
+                posix.unlink(f"{self.bundle}/stdin")
+            except FileNotFoundError:
+                pass
+        self.close()
+        return r.exit_status
+
+    def close(self):
+        """Disconnect; the shim and the container go on."""
+        if self._stdin is not None:
+            posix.close(self._stdin)
+            self._stdin = None
+        self.client.close()
+
+
+def _abspath(path):
+    return path if path.startswith("/") else f"{posix.getcwd()}/{path}"

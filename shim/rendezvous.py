@@ -1,0 +1,155 @@
+"""How a task finds its shim, and how a shim knows it may exit, without a race.
+
+Several containers share one shim (shim/main.py), so ``start`` may hand a task to a
+shim that is about to exit because its last task was just deleted. Both sides therefore
+decide under one lock, ``<socket>.lock``:
+
+- ``start`` takes it, and either binds the socket (no shim: it starts one) or, finding
+  a live shim there, leaves a reservation ``<socket>.tasks/<id>`` for it;
+- a shim takes it before it exits, and stays if a task or a fresh reservation appeared.
+  Create consumes the task's reservation; one older than RESERVATION_SECONDS is stale
+  (containerd gave up on that task between ``start`` and Create).
+"""
+
+import _socket
+import posix
+import time
+
+from ociruntime.errors import OCIError
+
+RESERVATION_SECONDS = 30.0
+
+
+def _path(address):
+    return address.removeprefix("unix://")
+
+
+def _locked(path, blocking=True):
+    """An fd holding the flock on ``path``.lock, or None if not blocking and it is taken.
+    The shim that exits removes the lock file under the lock: a waiter that then gets the
+    lock on the removed file tries again on the path's new one."""
+    import fcntl
+
+    while True:
+        fd = posix.open(path + ".lock", posix.O_RDWR | posix.O_CREAT | posix.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            if posix.fstat(fd).st_ino == posix.stat(path + ".lock").st_ino:
+                return fd
+        except BlockingIOError:
+            posix.close(fd)
+            return None
+        except FileNotFoundError:
+            pass
+        posix.close(fd)
+
+
+def join_or_listen(address, task_id):
+    """A listening socket when a new shim must be started, None when one serves ``address``
+    and has ``task_id`` reserved."""
+    path = _path(address)
+    _makedirs(path.rsplit("/", 1)[0])
+    lock = _locked(path)
+    try:
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+        except OSError as e:
+            if e.errno != 98:  # EADDRINUSE
+                sock.close()
+                raise OCIError(f"shim socket {path}: {e.strerror}") from None
+            if _alive(path):
+                sock.close()
+                reserve(path, task_id)
+                return None
+            posix.unlink(path)  # a dead shim's
+            sock.bind(path)
+        posix.chmod(path, 0o600)
+        sock.listen(128)
+        return sock
+    finally:
+        posix.close(lock)
+
+
+def _makedirs(directory):
+    parent = directory.rsplit("/", 1)[0]
+    if parent and not _exists(parent):
+        _makedirs(parent)
+    try:
+        posix.mkdir(directory, 0o711)
+    except FileExistsError:
+        pass
+
+
+def _exists(path):
+    try:
+        posix.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _alive(path):
+    probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def reserve(path, task_id):
+    _makedirs(path + ".tasks")
+    with open(f"{path}.tasks/{task_id}", "w"):
+        pass
+
+
+def consume(address, task_id):
+    """Create arrived: the reservation has done its job."""
+    try:
+        posix.unlink(f"{_path(address)}.tasks/{task_id}")
+    except OSError:
+        pass
+
+
+def _fresh_reservations(path):
+    try:
+        names = posix.listdir(path + ".tasks")
+    except FileNotFoundError:
+        return []
+    fresh = []
+    now = time.time()
+    for name in names:
+        try:
+            if now - posix.stat(f"{path}.tasks/{name}").st_mtime < RESERVATION_SECONDS:
+                fresh.append(name)
+                continue
+            posix.unlink(f"{path}.tasks/{name}")
+        except OSError:
+            pass
+    return fresh
+
+
+def try_leave(address, listener, has_tasks):
+    """Close ``listener`` and remove the socket if no task is here or on its way: True if
+    the shim may exit now, False to stay (or to try again: a ``start`` holds the lock)."""
+    path = _path(address)
+    lock = _locked(path, blocking=False)
+    if lock is None:
+        return False
+    try:
+        if has_tasks() or _fresh_reservations(path):
+            return False
+        for leftover in (path, path + ".tasks"):
+            try:
+                (posix.rmdir if leftover.endswith(".tasks") else posix.unlink)(leftover)
+            except OSError:
+                pass
+        listener.close()
+        posix.unlink(path + ".lock")  # under the lock: a start waiting on it will find no socket and bind anew
+        return True
+    finally:
+        posix.close(lock)

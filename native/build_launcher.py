@@ -8,7 +8,11 @@ Two builds use it: scripts/setup.sh's installed command (the installed package, 
 from modules.marshal), and tests/devbuild.py's per-checkout command, whose script puts the
 checkout's source tree first on sys.path.
 
-    python3 -I native/build_launcher.py OUT SCRIPT    # the installed package's command
+    python3 -I native/build_launcher.py OUT SCRIPT            # the installed package's command
+    python3 -I native/build_launcher.py --shim OUT SCRIPT     # containerd-shim-ociruntime-v2
+
+The shim's build (-DOCI_SHIM) runs every action from the sealed handle — its long-lived
+process clones the inits — and starts no primer.
 
 The value-taking global options the C side skips to find the command word come from
 ``ociruntime.main.GLOBAL`` as this process imports it.
@@ -21,22 +25,25 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def write_script(path, python, sys_path):
-    """The launcher script: ``python`` -IS, ``sys_path`` appended, then the CLI."""
+ENTRY = {False: "ociruntime.main", True: "ociruntime_shim.main"}
+
+
+def write_script(path, python, sys_path, shim=False):
+    """The launcher script: ``python`` -IS, ``sys_path`` appended, then the CLI (or the shim)."""
     with open(path + ".tmp", "w") as f:
         f.write(f"#!{python} -IS\nimport sys\nsys.path.extend({list(sys_path)!r})\n"
-                "from ociruntime.main import entry\nentry()\n")
+                f"from {ENTRY[shim]} import entry\nentry()\n")
     os.chmod(path + ".tmp", 0o755)
     os.replace(path + ".tmp", path)
 
 
-def build(out, python, script):
+def build(out, python, script, shim=False):
     """Compile the launcher for ``python`` and ``script`` to ``out`` (replaced by a rename:
     a running one is never written over)."""
     subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-static", "-o", out + ".tmp",
                     os.path.join(HERE, "launcher.c"), os.path.join(HERE, "exeseal.c"),
                     f'-DOCI_PYTHON="{python}"', f'-DOCI_SCRIPT="{script}"',
-                    f"-DOCI_VALUE_OPTIONS={value_options()}"],
+                    f"-DOCI_VALUE_OPTIONS={value_options()}", *(["-DOCI_SHIM"] if shim else [])],
                    check=True)
     os.replace(out + ".tmp", out)
 
@@ -48,11 +55,13 @@ def value_options():
     return ",".join(f'"{name}"' for name, (_, takes_value, _) in GLOBAL.items() if takes_value)
 
 
-def main(out, script):
+def main(*args):
     import ociruntime
 
-    write_script(script, sys.executable, [os.path.dirname(ociruntime.__path__[0])])
-    build(out, sys.executable, script)
+    shim = args[0] == "--shim"
+    out, script = args[shim:]
+    write_script(script, sys.executable, [os.path.dirname(ociruntime.__path__[0])], shim)
+    build(out, sys.executable, script, shim)
 
 
 if __name__ == "__main__":

@@ -243,6 +243,14 @@ int main(int argc, char **argv)
     char **args = calloc(argc + 6, sizeof(char *));
     int clones = command && (strcmp(command, "create") == 0 || strcmp(command, "run") == 0 ||
                              strcmp(command, "exec") == 0);
+#ifdef OCI_SHIM
+    /* containerd-shim-ociruntime-v2: its long-lived process clones every init it serves,
+     * and no cgroup waits on its path (it joins none) */
+    int sealed = 1;
+    clones = 0;
+#else
+    int sealed = clones;
+#endif
 
     if (!args)
         return 1;
@@ -259,7 +267,7 @@ int main(int argc, char **argv)
     }
     args[n++] = OCI_SCRIPT;
     memcpy(args + n, argv + 1, (argc - 1) * sizeof(char *));
-    if (clones) {
+    if (sealed) {
         int exe = oci_sealed_exe(OCI_PYTHON, EXESEAL_EMPTY_DIR);
         if (exe < 0) {
             fprintf(stderr, "ociruntime: cannot make a read-only handle on %s to run from: %s\n", OCI_PYTHON,

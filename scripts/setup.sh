@@ -30,5 +30,8 @@ rm -rf build/lib* build/temp* build/bdist* ./*.egg-info  # pip's build; build/de
 # Python is this venv's, its package the one just installed.
 bin=${OCIRUNTIME_BIN:-/usr/local/bin/ociruntime}
 .venv/bin/python3 -I native/build_launcher.py "$bin" "$PWD/.venv/bin/ociruntime-launcher"
+# containerd's shim for `--runtime io.containerd.ociruntime.v2`, beside it (containerd looks on PATH)
+.venv/bin/python3 -I native/build_launcher.py --shim "$(dirname "$bin")/containerd-shim-ociruntime-v2" \
+    "$PWD/.venv/bin/containerd-shim-ociruntime-v2-launcher"
 version=$("$bin" --version)
 echo "setup: ${version%%$'\n'*} at $bin"

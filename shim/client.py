@@ -18,7 +18,7 @@ is how an engine learns of an exit.
 import posix
 import subprocess
 
-from .protocol import message
+from .protocol import message, pack_any
 from .ttrpc import Client
 
 SERVICE = "containerd.task.v2.Task"
@@ -53,17 +53,21 @@ class Shim:
         return self.client.call(SERVICE, method, request, message(response_name), timeout=timeout,
                                 metadata={"containerd-namespace": self.namespace})
 
-    def create(self, log=None, stdin=False, terminal=False):
+    def create(self, log=None, stdin=False, terminal=False, root=None):
         """Create the container; its stdout and stderr are appended to ``log`` (if given). With
-        ``stdin`` a FIFO in the bundle is its stdin: ``write_stdin``. The init's pid."""
+        ``stdin`` a FIFO in the bundle is its stdin: ``write_stdin``. ``root``: the runtime's
+        state directory (the shim's default: /run/containerd/ociruntime/<namespace>). The
+        init's pid."""
         stdin_path = ""
         if stdin:
             stdin_path = f"{self.bundle}/stdin"
             if not posix.access(stdin_path, posix.F_OK):
                 posix.mkfifo(stdin_path, 0o600)
         out = f"file://{log}" if log else ""
+        options = pack_any(message("containerd.runc.v1.Options")(root=root)) if root else None
         return self._call("Create", "CreateTaskRequest", "containerd.task.v2.CreateTaskResponse",
-                          bundle=self.bundle, stdin=stdin_path, stdout=out, stderr=out, terminal=terminal).pid
+                          bundle=self.bundle, stdin=stdin_path, stdout=out, stderr=out, terminal=terminal,
+                          options=options).pid
 
     def start(self):
         return self._call("Start", "StartRequest", "containerd.task.v2.StartResponse").pid
@@ -98,17 +102,21 @@ class Shim:
         """Delete the stopped container; the shim exits when it holds no container any more.
         The exit status."""
         r = self._call("Delete", "DeleteRequest", "containerd.task.v2.DeleteResponse")
+        self.shutdown()
+        return r.exit_status
+
+    def shutdown(self):
+        """Let the shim exit if it holds no container (as containerd does after a delete, or
+        after a create that failed), and disconnect."""
         try:
             self._call("Shutdown", "ShutdownRequest", timeout=10)
         except (OSError, ConnectionError):
             pass  # it went as it answered
-        if self._stdin is None:
-            try:
-                posix.unlink(f"{self.bundle}/stdin")
-            except FileNotFoundError:
-                pass
         self.close()
-        return r.exit_status
+        try:
+            posix.unlink(f"{self.bundle}/stdin")
+        except FileNotFoundError:
+            pass
 
     def close(self):
         """Disconnect; the shim and the container go on."""

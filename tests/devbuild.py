@@ -36,6 +36,8 @@ SITE = sysconfig.get_paths()["purelib"]
 if sys.path[:1] != [PROJECT]:  # this checkout's ociruntime, also where pytest or a script put another first
     sys.path.insert(0, PROJECT)
 
+SHIM = "containerd-shim-ociruntime-v2"  # containerd finds it on PATH: the tests put OUT first there
+
 build_launcher = runpy.run_path(os.path.join(NATIVE, "build_launcher.py"))
 
 
@@ -59,6 +61,7 @@ def under_test():
 def refresh():
     """This checkout's command, rebuilt first if its inputs changed."""
     runtime, script = os.path.join(OUT, "ociruntime"), os.path.join(OUT, "ociruntime-launcher")
+    shim, shim_script = os.path.join(OUT, SHIM), os.path.join(OUT, SHIM + "-launcher")
     extension = os.path.join(PROJECT, "ociruntime", "_native" + sysconfig.get_config_var("EXT_SUFFIX"))
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "lock"), "w") as lock:
@@ -66,7 +69,7 @@ def refresh():
         key = _key()
         try:
             with open(os.path.join(OUT, "key")) as f:
-                current = f.read() == key and all(os.path.exists(p) for p in (runtime, script, extension))
+                current = f.read() == key and all(os.path.exists(p) for p in (runtime, script, extension, shim))
         except FileNotFoundError:
             current = False
         if current:
@@ -79,6 +82,8 @@ def refresh():
         os.replace(built, extension)  # a rename: a process running the old one keeps it
         build_launcher["write_script"](script, sys.executable, [PROJECT, SITE])
         build_launcher["build"](runtime, sys.executable, script)
+        build_launcher["write_script"](shim_script, sys.executable, [PROJECT, SITE], shim=True)
+        build_launcher["build"](shim, sys.executable, shim_script, shim=True)
         with open(os.path.join(OUT, "key"), "w") as f:
             f.write(key)
         return Build(runtime, script, time.monotonic() - start)

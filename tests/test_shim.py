@@ -1,0 +1,159 @@
+"""The shim without containerd: an engine starts containerd-shim-ociruntime-v2 for a bundle
+and drives it with ociruntime_shim.client.Shim — real containers, checked from inside and
+from the host (the shim process, its socket, the state directory afterwards).
+The containerd path is tests/test_containerd.py."""
+
+import os
+import signal
+import time
+
+import devbuild
+import pytest
+from ociruntime_shim import main as shim_main
+from ociruntime_shim import metrics
+from ociruntime_shim.client import Shim
+
+SHIM = os.path.join(devbuild.OUT, devbuild.SHIM)
+
+
+@pytest.fixture
+def engine(tmp_path, runtime):
+    """Launch shims for bundles in a namespace of this test; after it, every shim it launched
+    must have gone (it exits with its last container) and its socket with it."""
+    namespace = f"t{os.urandom(4).hex()}"
+    launched = []
+
+    def launch(bundle, cid):
+        runtime.ids.add(cid)
+        shim = Shim.launch(str(bundle.path), cid, namespace=namespace, binary=SHIM, engine=str(tmp_path))
+        launched.append(shim)
+        return shim
+
+    launch.namespace = namespace
+    launch.root = str(tmp_path / "state")
+    yield launch
+    for shim in launched:
+        path = shim.address.removeprefix("unix://")
+        deadline = time.monotonic() + 5
+        while os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not os.path.exists(path), f"the shim's socket {path} is still there"
+        assert not os.path.exists(path + ".lock") and not os.path.exists(path + ".tasks")
+
+
+def shim_pid(shim):
+    return shim._call("Connect", "ConnectRequest", "containerd.task.v2.ConnectResponse").shim_pid
+
+
+def gone(pid, timeout=5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_output_stdin_and_exit_status(engine, make_bundle, tmp_path):
+    bundle = make_bundle("sh", "-c", "read line; echo got $line; echo oops >&2; exit 7")
+    shim = engine(bundle, "io")
+    log = tmp_path / "io.log"
+    pid = shim.create(log=str(log), stdin=True, root=engine.root)
+    assert pid > 0 and shim.state().status == 1  # CREATED
+    assert shim.start() == pid
+    shim.write_stdin(b"hello\n")
+    shim.close_stdin()
+    status, exited_at = shim.wait(timeout=30)
+    assert status == 7 and abs(exited_at - time.time()) < 30
+    assert shim.state().status == 3  # STOPPED
+    owner = shim_pid(shim)
+    assert shim.delete() == 7
+    assert sorted(log.read_text().splitlines()) == ["got hello", "oops"]
+    assert gone(owner), "the shim stayed after its last container was deleted"
+    assert not os.listdir(engine.root)
+
+
+def test_wait_after_the_engine_restarted(engine, make_bundle):
+    """The engine goes away (its connection closes); a new one connects through the bundle's
+    address file and still gets the exit status, which the shim kept."""
+    bundle = make_bundle("sleep", "30")
+    shim = engine(bundle, "restart")
+    shim.create(root=engine.root)
+    pid = shim.start()
+    shim.close()
+    again = Shim.connect(str(bundle.path), "restart", namespace=engine.namespace)
+    assert again.state().status == 2 and again.state().pid == pid  # RUNNING
+    again.kill(signal.SIGKILL)
+    assert again.wait(timeout=30)[0] == 128 + signal.SIGKILL
+    again.close()
+    third = Shim.connect(str(bundle.path), "restart", namespace=engine.namespace)
+    assert third.wait(timeout=5)[0] == 137  # kept until delete
+    assert third.delete() == 137
+
+
+def test_containers_of_a_namespace_share_one_shim(engine, make_bundle):
+    shims = [engine(make_bundle("sleep", "30"), f"share{i}") for i in range(3)]
+    for shim in shims:
+        shim.create(root=engine.root)
+        shim.start()
+    owners = {shim_pid(s) for s in shims}
+    assert len(owners) == 1, owners
+    with open(f"/proc/{owners.pop()}/status") as f:
+        owner_status = f.read()
+    for shim in shims:
+        shim.kill(signal.SIGTERM)
+        assert shim.wait(timeout=30)[0] == 128 + signal.SIGTERM
+        shim.delete()
+    assert "State" in owner_status
+
+
+def test_a_failed_create_says_why_and_leaves_nothing(engine, make_bundle):
+    bundle = make_bundle("true")
+    bundle.config["process"]["cwd"] = "relative"
+    bundle.write()
+    shim = engine(bundle, "bad")
+    with pytest.raises(Exception) as e:
+        shim.create(root=engine.root)
+    assert "process.cwd" in str(e.value), e.value
+    assert "\n" not in str(e.value).strip()
+    shim.shutdown()
+    assert not os.path.exists(f"{bundle.path}/ociruntime-shim.json")
+
+
+# --- pure logic ----------------------------------------------------------------------------------
+
+def test_flags_as_containerd_passes_them():
+    opts = shim_main.parse(["-namespace", "ns", "-address", "/run/c.sock", "-publish-binary", "/bin/containerd",
+                            "-id", "web", "-debug", "start"])
+    assert opts == {"namespace": "ns", "address": "/run/c.sock", "publish_binary": "/bin/containerd", "id": "web",
+                    "debug": True, "action": "start"}
+    assert shim_main.parse(["--id=x", "-bundle", "/b", "delete"])["bundle"] == "/b"
+    with pytest.raises(Exception, match="flag provided but not defined: -nope"):
+        shim_main.parse(["-nope", "start"])
+
+
+def test_grouping():
+    assert shim_main.group_of({}, "default") == "namespace:default"
+    assert shim_main.group_of({"io.kubernetes.cri.sandbox-id": "pod1"}, "k8s.io") == "group:pod1"
+    a = shim_main.socket_address("/run/containerd/containerd.sock", "default", "namespace:default")
+    assert a.startswith("unix:///run/containerd/s/") and len(a) == len("unix:///run/containerd/s/") + 64
+    assert a != shim_main.socket_address("/run/containerd/containerd.sock", "other", "namespace:other")
+
+
+def test_metrics_from_runtime_stats():
+    stats = {"cpu": {"usage": {"total": 5000, "kernel": 2000, "user": 3000, "percpu": [2500, 2500]}},
+             "memory": {"usage": {"usage": 4096, "limit": 8192, "failcnt": 1}, "raw": {"rss": 100, "pgfault": 7,
+                                                                                        "total_pgfault": 9}},
+             "pids": {"current": 3, "limit": 10},
+             "blkio": {"ioServiceBytesRecursive": [{"major": 8, "minor": 0, "op": "Read", "value": 512}]}}
+    v1 = metrics.convert(stats, unified=False)
+    assert (v1.cpu.usage.total, list(v1.cpu.usage.per_cpu), v1.memory.usage.usage, v1.memory.usage.limit) == \
+        (5000, [2500, 2500], 4096, 8192)
+    assert (v1.memory.rss, v1.memory.pg_fault, v1.memory.total_pg_fault, v1.pids.current) == (100, 7, 9, 3)
+    assert v1.blkio.io_service_bytes_recursive[0].value == 512
+    v2 = metrics.convert(stats, unified=True)
+    assert (v2.cpu.usage_usec, v2.memory.usage, v2.pids.limit, v2.io.usage[0].rbytes) == (5, 4096, 10, 512)

@@ -4,6 +4,7 @@ import glob
 import importlib.util
 import marshal
 import os
+import runpy
 import subprocess
 
 from setuptools import find_packages, setup
@@ -14,10 +15,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 class BuildPy(build_py):
     """Ship specs/*.json inside the package, record the git commit for --version, and
-    compile the package's modules into one file (see ociruntime/__init__.py)."""
+    compile the package's modules into one file (see ociruntime/__init__.py); compile the
+    shim's .proto files into the descriptor set it loads (shim/proto/build.py)."""
 
     def run(self):
         super().run()
+        build_proto = runpy.run_path(os.path.join(HERE, "shim", "proto", "build.py"))
+        build_proto["build"](os.path.join(self.build_lib, "ociruntime_shim", "proto", build_proto["OUTPUT"]))
         target = os.path.join(self.build_lib, "ociruntime")
         os.makedirs(os.path.join(target, "specs"), exist_ok=True)
         for path in glob.glob(os.path.join(HERE, "specs", "*.json")):
@@ -58,9 +62,12 @@ setup(
     name="ociruntime",
     version="0.1.0",
     description="A runc-compatible OCI container runtime",
-    packages=find_packages(include=["ociruntime", "ociruntime.*"]),
+    # The shim's folder is shim/; installed it is ociruntime_shim (a name of its own beside
+    # ociruntime, which it drives).
+    packages=[*find_packages(include=["ociruntime", "ociruntime.*"]), "ociruntime_shim"],
+    package_dir={"ociruntime_shim": "shim"},
     python_requires=">=3.11",
-    install_requires=["cffi>=1.15", "click>=8", "jsonschema>=4"],
+    install_requires=["cffi>=1.15", "click>=8", "jsonschema>=4", "protobuf"],
     setup_requires=["cffi>=1.15"],
     cffi_modules=["native/build_native.py:ffibuilder"],
     entry_points={"console_scripts": ["ociruntime = ociruntime.main:entry"]},

@@ -36,6 +36,11 @@ try:
     BUILD = devbuild.under_test()
 except Exception as e:  # a compile error: no test may run something stale
     raise pytest.UsageError(f"cannot build this checkout's ociruntime for the tests: {e}") from e
+
+import ociruntime_shim  # noqa: E402  (after the build: it links build/dev/py/ociruntime_shim to shim/)
+
+if os.path.realpath(os.path.dirname(ociruntime_shim.__file__)) != os.path.realpath(f"{devbuild.PROJECT}/shim"):
+    raise ImportError(f"the tests import {ociruntime_shim.__file__}, not this checkout's shim/")
 RUNTIME = BUILD.runtime
 # The Python script RUNTIME (native/launcher.c) runs: its shebang holds the interpreter
 # and flags, its sys.path line where the package is.

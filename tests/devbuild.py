@@ -14,8 +14,17 @@ own process both import it.
 value-taking global options the launcher skips (ociruntime.main.GLOBAL), the interpreter
 and this file, hashed into build/dev/key. tests/conftest.py calls it as the session
 starts, tests/vm/lane.py before it packs the guest.
+
+The shim's package, ``ociruntime_shim``, is the folder shim/ (setup.py's package_dir): here
+build/dev/py/ociruntime_shim is a symlink to it, and build/dev/py is on sys.path, of this
+process and of the launcher script. ``refresh_shim()`` makes the link and compiles
+shim/proto/*.proto into shim/proto/descriptors.binpb when they changed (their own key,
+descriptors.binpb.key: a .proto edit rebuilds no C); ``refresh()`` calls it, and so does
+``under_test()`` when $OCIRUNTIME names another command: the tests' own process imports
+this checkout's packages all the same.
 """
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -29,16 +38,21 @@ from typing import NamedTuple
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NATIVE = os.path.join(PROJECT, "native")
 OUT = os.path.join(PROJECT, "build", "dev")
+PY = os.path.join(OUT, "py")  # holds the link ociruntime_shim -> shim/
 # The venv's site-packages: cffi's backend, click, jsonschema (and the installed ociruntime,
 # which the checkout, first on sys.path, shadows).
 SITE = sysconfig.get_paths()["purelib"]
 
 if sys.path[:1] != [PROJECT]:  # this checkout's ociruntime, also where pytest or a script put another first
     sys.path.insert(0, PROJECT)
+os.makedirs(PY, exist_ok=True)  # before it goes on sys.path: a missing folder is cached as holding nothing
+if PY not in sys.path:
+    sys.path.insert(1, PY)
 
 SHIM = "containerd-shim-ociruntime-v2"  # containerd finds it on PATH: the tests put OUT first there
 
 build_launcher = runpy.run_path(os.path.join(NATIVE, "build_launcher.py"))
+build_proto = runpy.run_path(os.path.join(PROJECT, "shim", "proto", "build.py"))
 
 
 class Build(NamedTuple):
@@ -52,6 +66,7 @@ def under_test():
     $OCIRUNTIME_LAUNCHER_SCRIPT, else this venv's installed one), else this checkout's."""
     runtime = os.environ.get("OCIRUNTIME")
     if runtime:
+        refresh_shim()  # the tests' own process imports this checkout's shim all the same
         script = os.environ.get("OCIRUNTIME_LAUNCHER_SCRIPT") or os.path.join(os.path.dirname(sys.executable),
                                                                               "ociruntime-launcher")
         return Build(runtime, script, None)
@@ -63,9 +78,8 @@ def refresh():
     runtime, script = os.path.join(OUT, "ociruntime"), os.path.join(OUT, "ociruntime-launcher")
     shim, shim_script = os.path.join(OUT, SHIM), os.path.join(OUT, SHIM + "-launcher")
     extension = os.path.join(PROJECT, "ociruntime", "_native" + sysconfig.get_config_var("EXT_SUFFIX"))
-    os.makedirs(OUT, exist_ok=True)
-    with open(os.path.join(OUT, "lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time: sessions of one checkout may start together
+    refresh_shim()
+    with _locked():
         key = _key()
         try:
             with open(os.path.join(OUT, "key")) as f:
@@ -80,13 +94,50 @@ def refresh():
         ffibuilder = runpy.run_path(os.path.join(NATIVE, "build_native.py"))["ffibuilder"]
         built = ffibuilder.compile(tmpdir=tmpdir)
         os.replace(built, extension)  # a rename: a process running the old one keeps it
-        build_launcher["write_script"](script, sys.executable, [PROJECT, SITE])
+        build_launcher["write_script"](script, sys.executable, [PROJECT, PY, SITE])
         build_launcher["build"](runtime, sys.executable, script)
         build_launcher["write_script"](shim_script, sys.executable, [PROJECT, SITE], shim=True)
         build_launcher["build"](shim, sys.executable, shim_script, shim=True)
         with open(os.path.join(OUT, "key"), "w") as f:
             f.write(key)
         return Build(runtime, script, time.monotonic() - start)
+
+
+def refresh_shim():
+    """The link build/dev/py/ociruntime_shim -> shim/, and shim/proto/descriptors.binpb
+    compiled anew if the .proto files or their build script changed."""
+    link, shim = os.path.join(PY, "ociruntime_shim"), os.path.join(PROJECT, "shim")
+    descriptors = os.path.join(shim, "proto", build_proto["OUTPUT"])
+    with _locked():
+        if not (os.path.islink(link) and os.readlink(link) == shim):
+            if os.path.lexists(link):
+                os.unlink(link)
+            os.symlink(shim, link)
+        h = hashlib.sha256()
+        for path in [*build_proto["sources"](), os.path.join(shim, "proto", "build.py")]:
+            with open(path, "rb") as f:
+                h.update(os.path.basename(path).encode() + b"\0" + f.read() + b"\0")
+        # The key beside the set, not in build/: tests/vm/lane.py packs the checkout without
+        # build/, and its guest, which has no protoc, must find the set current.
+        key, key_path = h.hexdigest(), descriptors + ".key"
+        try:
+            with open(key_path) as f:
+                current = f.read() == key and os.path.exists(descriptors)
+        except FileNotFoundError:
+            current = False
+        if not current:
+            build_proto["build"](descriptors)
+            with open(key_path, "w") as f:
+                f.write(key)
+
+
+@contextlib.contextmanager
+def _locked():
+    """One build at a time: sessions of one checkout may start together."""
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, "lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _key():

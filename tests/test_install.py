@@ -77,3 +77,13 @@ def test_a_crash_shows_its_source_lines(site):
     assert proc.returncode == 1
     assert 'File "ociruntime/pathnames.py"' in proc.stderr, proc.stderr
     assert "posix.open(path" in proc.stderr, proc.stderr  # the line itself, read from the installed file
+
+
+def test_the_shim_package_is_installed_with_its_descriptor_set(site):
+    """shim/ installs as ociruntime_shim, with the descriptor set build_py compiled into it
+    and nothing else of shim/proto (its .proto files and build.py are the build's)."""
+    proc = installed_python(site, "from ociruntime_shim import protocol\nprint(protocol.__file__)\n"
+                                  "print(protocol.message('containerd.task.v2.CreateTaskRequest').DESCRIPTOR.full_name)")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [f"{site}/ociruntime_shim/protocol.py", "containerd.task.v2.CreateTaskRequest"]
+    assert sorted(os.listdir(site / "ociruntime_shim" / "proto")) == ["descriptors.binpb"]

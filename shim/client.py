@@ -19,7 +19,7 @@ import posix
 import subprocess
 
 from .protocol import message, pack_any
-from .ttrpc import Client
+from .ttrpc import NAMESPACE_KEY, Client, ConnectionClosed
 
 SERVICE = "containerd.task.v2.Task"
 SHIM = "containerd-shim-ociruntime-v2"
@@ -51,7 +51,7 @@ class Shim:
     def _call(self, method, request_name, response_name="google.protobuf.Empty", timeout=60, **fields):
         request = message(f"containerd.task.v2.{request_name}")(id=self.id, **fields)
         return self.client.call(SERVICE, method, request, message(response_name), timeout=timeout,
-                                metadata={"containerd-namespace": self.namespace})
+                                metadata={NAMESPACE_KEY: self.namespace})
 
     def create(self, log=None, stdin=False, terminal=False, root=None):
         """Create the container; its stdout and stderr are appended to ``log`` (if given). With
@@ -110,7 +110,7 @@ class Shim:
         after a create that failed), and disconnect."""
         try:
             self._call("Shutdown", "ShutdownRequest", timeout=10)
-        except (OSError, ConnectionError):
+        except (OSError, ConnectionClosed):
             pass  # it went as it answered
         self.close()
         try:

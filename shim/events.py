@@ -40,7 +40,7 @@ class Publisher:
             self.client.close()
 
     def _run(self):
-        from .ttrpc import Client
+        from .ttrpc import NAMESPACE_KEY, Client
 
         while (item := self.queue.get()) is not None:
             topic, event, when = item
@@ -54,7 +54,7 @@ class Publisher:
                     if self.client is None:
                         self.client = Client(self.address)
                     self.client.call(SERVICE, METHOD, envelope, message("google.protobuf.Empty"), timeout=10,
-                                     metadata={"containerd-namespace": self.namespace})
+                                     metadata={NAMESPACE_KEY: self.namespace})
                     break
                 except Exception as e:  # noqa: BLE001 — retried, then logged: an event must not stop the shim
                     if self.client is not None:

@@ -22,13 +22,12 @@ from ociruntime.errors import OCIError
 from . import metrics, mounts, rendezvous
 from .protocol import message, pack_any, unpack_any
 from .stdio import ProcessIO
-from .ttrpc import Error, Pending
+from .ttrpc import Code, Error, Pending
 
 SERVICE = "containerd.task.v2.Task"
 DRAIN_SECONDS = 2.0  # containerd-shim-runc-v2 waits as long for a process's output on delete
 OOM_POLL_SECONDS = 1.0
 STATUS = {"created": 1, "running": 2, "stopped": 3, "paused": 4, "pausing": 5}
-NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, UNIMPLEMENTED, UNKNOWN = 5, 6, 9, 12, 2
 
 
 def timestamp(seconds):
@@ -95,7 +94,7 @@ class Task:
         try:
             return self.execs[exec_id]
         except KeyError:
-            raise Error(NOT_FOUND, f"process {exec_id} does not exist") from None
+            raise Error.of(Code.NOT_FOUND, f"process does not exist {exec_id}") from None
 
 
 class TaskService:
@@ -127,13 +126,13 @@ class TaskService:
         try:
             return self.tasks[task_id]
         except KeyError:
-            raise Error(NOT_FOUND, f"task {task_id}: container not created") from None
+            raise Error.of(Code.NOT_FOUND, "container not created") from None
 
     def create(self, r, ctx):
         if r.id in self.tasks:
-            raise Error(ALREADY_EXISTS, f"task {r.id}: already exists")
+            raise Error.of(Code.ALREADY_EXISTS, f"task {r.id}")
         if r.checkpoint or r.parent_checkpoint:
-            raise Error(UNIMPLEMENTED, "checkpoint/restore is not supported by ociruntime yet")
+            raise Error.of(Code.UNIMPLEMENTED, "checkpoint/restore is not supported by ociruntime yet")
         rendezvous.consume(self.address, r.id)
         options = _runc_options(r.options)
         root = options.get("root") or f"/run/containerd/ociruntime/{self.namespace}"
@@ -171,7 +170,7 @@ class TaskService:
             self._publish("/tasks/start", "containerd.events.TaskStart", container_id=r.id, pid=process.pid)
             return message("containerd.task.v2.StartResponse")(pid=process.pid)
         if process.pid:
-            raise Error(FAILED_PRECONDITION, f"process {r.exec_id}: already started")
+            raise Error.of(Code.FAILED_PRECONDITION, f"process {r.exec_id} already started")
         io = process.io
         try:
             pid = api.exec(r.id, process.spec, root=task.root, console=io.console_peer(),
@@ -192,11 +191,12 @@ class TaskService:
             self._exited(process, self.unclaimed.pop(pid))
 
     def delete(self, r, ctx):
+        self.reap()  # an exit the loop hasn't dispatched yet counts
         task = self._task(r.id)
         process = task.process(r.exec_id)
         status = process.status()
         if status not in ("stopped", "created"):
-            raise Error(FAILED_PRECONDITION, f"cannot delete a {status} process")
+            raise Error.of(Code.FAILED_PRECONDITION, f"cannot delete a {status} process")
         pending = Pending()
         deadline = time.monotonic() + DRAIN_SECONDS
 
@@ -207,7 +207,7 @@ class TaskService:
             try:
                 pending.resolve(self._delete(task, process))
             except OCIError as e:
-                pending.fail(Error(UNKNOWN, str(e)))
+                pending.fail(Error(Code.UNKNOWN, str(e)))
             except Error as e:
                 pending.fail(e)
 
@@ -235,9 +235,10 @@ class TaskService:
     def exec(self, r, ctx):
         task = self._task(r.id)
         if r.exec_id in task.execs:
-            raise Error(ALREADY_EXISTS, f"id {r.exec_id}: already exists")
-        if task.init.status() != "running":
-            raise Error(FAILED_PRECONDITION, f"cannot exec in a {task.init.status()} container")
+            raise Error.of(Code.ALREADY_EXISTS, f"id {r.exec_id}")
+        status = task.init.status()
+        if status not in ("created", "running"):
+            raise Error.of(Code.FAILED_PRECONDITION, f"cannot exec in a {status} container")
         spec = unpack_any(r.spec)
         task.execs[r.exec_id] = Process(task, r.exec_id, ProcessIO(self.loop, r.stdin, r.stdout, r.stderr,
                                                                    r.terminal), spec)
@@ -245,6 +246,7 @@ class TaskService:
         return message("google.protobuf.Empty")()
 
     def state(self, r, ctx):
+        self.reap()  # an exit the loop hasn't dispatched yet counts
         task = self._task(r.id)
         process = task.process(r.exec_id)
         stdin, stdout, stderr, terminal = (*process.io.paths, process.io.terminal)
@@ -254,17 +256,18 @@ class TaskService:
             exited_at=timestamp(process.exited_at), exec_id=r.exec_id)
 
     def kill(self, r, ctx):
+        self.reap()  # an exit the loop hasn't dispatched yet counts
         task = self._task(r.id)
         process = task.process(r.exec_id)
         if process.exit_status is not None:
-            raise Error(NOT_FOUND, "process already finished")
+            raise Error.of(Code.NOT_FOUND, "process already finished")
         if r.exec_id:
             if not process.pid:
-                raise Error(FAILED_PRECONDITION, "process not created")
+                raise Error.of(Code.FAILED_PRECONDITION, "process not created")
             try:
                 posix.kill(process.pid, r.signal)
             except ProcessLookupError:
-                raise Error(NOT_FOUND, "process already finished") from None
+                raise Error.of(Code.NOT_FOUND, "process already finished") from None
         else:
             api.kill(r.id, r.signal, all=r.all, root=task.root)
         return message("google.protobuf.Empty")()
@@ -295,7 +298,7 @@ class TaskService:
 
     def checkpoint(self, r, ctx):
         self._task(r.id)
-        raise Error(UNIMPLEMENTED, "checkpoint is not supported by ociruntime yet")
+        raise Error.of(Code.UNIMPLEMENTED, "checkpoint is not supported by ociruntime yet")
 
     def resizepty(self, r, ctx):
         process = self._task(r.id).process(r.exec_id)
@@ -314,6 +317,7 @@ class TaskService:
         return message("google.protobuf.Empty")()
 
     def wait(self, r, ctx):
+        self.reap()  # an exit the loop hasn't dispatched yet counts
         process = self._task(r.id).process(r.exec_id)
         if process.exit_status is not None:
             return process.wait_response()
@@ -393,9 +397,9 @@ def _runc_options(any_):
         return {}
     opts = unpack_any(any_)
     if opts.systemd_cgroup:
-        raise Error(UNIMPLEMENTED, "options.systemd_cgroup: the systemd cgroup driver is not supported yet")
+        raise Error.of(Code.UNIMPLEMENTED, "options.systemd_cgroup: the systemd cgroup driver is not supported yet")
     if opts.criu_path or opts.criu_image_path or opts.criu_work_path:
-        raise Error(UNIMPLEMENTED, "options.criu_*: checkpoint/restore is not supported yet")
+        raise Error.of(Code.UNIMPLEMENTED, "options.criu_*: checkpoint/restore is not supported yet")
     return {"root": opts.root, "no_pivot_root": opts.no_pivot_root, "no_new_keyring": opts.no_new_keyring}
 
 
@@ -406,5 +410,5 @@ def _runtime_errors(handler):
         try:
             return handler(request, ctx)
         except OCIError as e:
-            raise Error(UNKNOWN, str(e)) from None
+            raise Error(Code.UNKNOWN, str(e)) from None
     return call

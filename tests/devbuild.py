@@ -96,7 +96,7 @@ def refresh():
         os.replace(built, extension)  # a rename: a process running the old one keeps it
         build_launcher["write_script"](script, sys.executable, [PROJECT, PY, SITE])
         build_launcher["build"](runtime, sys.executable, script)
-        build_launcher["write_script"](shim_script, sys.executable, [PROJECT, SITE], shim=True)
+        build_launcher["write_script"](shim_script, sys.executable, [PROJECT, PY, SITE], shim=True)
         build_launcher["build"](shim, sys.executable, shim_script, shim=True)
         with open(os.path.join(OUT, "key"), "w") as f:
             f.write(key)

@@ -11,7 +11,8 @@ checkout's source tree first on sys.path.
     python3 -I native/build_launcher.py OUT SCRIPT    # the installed package's command
 
 The value-taking global options the C side skips to find the command word come from
-``ociruntime.main.GLOBAL`` as this process imports it.
+``ociruntime.main.GLOBAL`` as this process imports it, the sealed handle's empty
+directory from ``ociruntime.exeseal``.
 """
 
 import os
@@ -36,7 +37,7 @@ def build(out, python, script):
     subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-static", "-o", out + ".tmp",
                     os.path.join(HERE, "launcher.c"), os.path.join(HERE, "exeseal.c"),
                     f'-DOCI_PYTHON="{python}"', f'-DOCI_SCRIPT="{script}"',
-                    f"-DOCI_VALUE_OPTIONS={value_options()}"],
+                    f"-DOCI_VALUE_OPTIONS={value_options()}", f'-DOCI_EXESEAL_EMPTY_DIR="{exeseal_empty_dir()}"'],
                    check=True)
     os.replace(out + ".tmp", out)
 
@@ -46,6 +47,13 @@ def value_options():
     from ociruntime.main import GLOBAL
 
     return ",".join(f'"{name}"' for name, (_, takes_value, _) in GLOBAL.items() if takes_value)
+
+
+def exeseal_empty_dir():
+    """overlayfs's empty layer for the sealed handle: ``ociruntime.exeseal``'s."""
+    from ociruntime.exeseal import EMPTY_DIR
+
+    return EMPTY_DIR
 
 
 def main(out, script):

@@ -201,8 +201,9 @@ def dispatch(glob, command, opts):
         sys.stdout.write(f"ociruntime version {__version__}\ncommit: {_commit()}\nspec: {SPEC_VERSION}\n")
         return 0
     if command in ("create", "run", "exec"):
-        from . import cgroups
+        from . import cgroups, exeseal
 
+        exeseal.ensure_sealed()  # the launcher ran us sealed; a pip console script re-executes here
         cgroups.prime_migration()  # before the imports: the earlier, the better
         try:
             if command == "run":

@@ -185,7 +185,8 @@ class Init:
             # The init would show the host's interpreter at /proc/<pid>/exe, writable
             # from the container once nothing runs it (CVE-2019-5736).
             raise OCIError("this Python runs from a writable file (/proc/self/exe): containers are created only "
-                           "through the ociruntime launcher, which runs it read-only (scripts/setup.sh installs it)")
+                           "from a read-only handle on it: the ociruntime launcher (scripts/setup.sh), or "
+                           "ociruntime.exeseal.ensure_sealed() first thing in the program")
         self.plan = plan
         self.pid = None
         self._stage1 = None

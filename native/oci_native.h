@@ -196,6 +196,11 @@ struct oci_plan {
                                    (payload: the slave's path) and takes the slave as its stdio and
                                    controlling terminal */
     unsigned short console_rows, console_cols; /* process.consoleSize, 0: leave */
+    int stdio[3];               /* the process's fds 0, 1, 2: the init dup2()s each one that isn't -1
+                                   onto its number right after closing what it inherited (-1: keep the
+                                   caller's, which it inherited); like every fd the init keeps, each
+                                   sits above the preserved range. A terminal's pty (OCI_STEP_CONSOLE)
+                                   replaces all three later. */
 };
 
 /*

@@ -65,12 +65,12 @@ def test_python_not_run_read_only_creates_no_container(runtime, make_bundle):
     """Python started from its writable file, which didn't call ensure_sealed, refuses to
     clone an init, says how to fix it, and leaves nothing behind (the runtime fixture checks)."""
     cid = runtime.new_id()
-    proc = launcher_python("from ociruntime.commands import create\nfrom ociruntime.errors import OCIError\ntry:\n"
-                           "    create.create(sys.argv[3], sys.argv[1], sys.argv[2])\n"
-                           "except OCIError as e:\n    print(e)\n", cid, make_bundle("true").path, runtime.root)
+    proc = launcher_python("from ociruntime import api\ntry:\n"
+                           "    api.create(sys.argv[1], sys.argv[2], root=sys.argv[3])\n"
+                           "except api.Error as e:\n    print(e)\n", cid, make_bundle("true").path, runtime.root)
     assert proc.returncode == 0, proc.stderr
     assert "runs from a writable file (/proc/self/exe)" in proc.stdout, proc.stdout
-    assert "ociruntime.exeseal.ensure_sealed()" in proc.stdout, proc.stdout
+    assert "ociruntime.api.ensure_sealed()" in proc.stdout, proc.stdout
     assert proc.stderr == ""
 
 
@@ -105,8 +105,8 @@ def test_the_command_seals_itself(runtime, make_bundle):
 def test_sealing_that_cannot_work_is_one_error(setup, error):
     """A re-exec that didn't seal (the guard it sets stops a loop), or an interpreter with
     no file to seal: one line, no re-exec."""
-    proc = launcher_python(f"import os\nfrom ociruntime import errors, exeseal\n{setup}\ntry:\n"
-                           "    exeseal.ensure_sealed()\nexcept errors.OCIError as e:\n    print(e)\n")
+    proc = launcher_python(f"import os\nfrom ociruntime import api\n{setup}\ntry:\n    api.ensure_sealed()\n"
+                           "except api.Error as e:\n    print(e)\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines() == [proc.stdout.strip()] and error in proc.stdout, proc.stdout
 

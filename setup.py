@@ -70,7 +70,10 @@ setup(
     install_requires=["cffi>=1.15", "click>=8", "jsonschema>=4", "protobuf"],
     setup_requires=["cffi>=1.15"],
     cffi_modules=["native/build_native.py:ffibuilder"],
-    entry_points={"console_scripts": ["ociruntime = ociruntime.main:entry"]},
+    entry_points={"console_scripts": [
+        "ociruntime = ociruntime.main:entry",  # seals itself (ociruntime.exeseal) for create, run and exec
+        "containerd-shim-ociruntime-v2 = ociruntime_shim.main:entry",
+    ]},
     cmdclass={"build_py": BuildPy},
     zip_safe=False,
 )

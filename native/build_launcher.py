@@ -15,7 +15,8 @@ The shim's build (-DOCI_SHIM) runs every action from the sealed handle — its l
 process clones the inits — and starts no primer.
 
 The value-taking global options the C side skips to find the command word come from
-``ociruntime.main.GLOBAL`` as this process imports it.
+``ociruntime.main.GLOBAL`` as this process imports it, the sealed handle's empty
+directory from ``ociruntime.exeseal``.
 """
 
 import os
@@ -43,7 +44,8 @@ def build(out, python, script, shim=False):
     subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-static", "-o", out + ".tmp",
                     os.path.join(HERE, "launcher.c"), os.path.join(HERE, "exeseal.c"),
                     f'-DOCI_PYTHON="{python}"', f'-DOCI_SCRIPT="{script}"',
-                    f"-DOCI_VALUE_OPTIONS={value_options()}", *(["-DOCI_SHIM"] if shim else [])],
+                    f"-DOCI_VALUE_OPTIONS={value_options()}", f'-DOCI_EXESEAL_EMPTY_DIR="{exeseal_empty_dir()}"',
+                    *(["-DOCI_SHIM"] if shim else [])],
                    check=True)
     os.replace(out + ".tmp", out)
 
@@ -53,6 +55,13 @@ def value_options():
     from ociruntime.main import GLOBAL
 
     return ",".join(f'"{name}"' for name, (_, takes_value, _) in GLOBAL.items() if takes_value)
+
+
+def exeseal_empty_dir():
+    """overlayfs's empty layer for the sealed handle: ``ociruntime.exeseal``'s."""
+    from ociruntime.exeseal import EMPTY_DIR
+
+    return EMPTY_DIR
 
 
 def main(*args):

@@ -23,8 +23,10 @@
  * PYTHON* variables are ignored under -I).
  *
  * Built by native/build_launcher.py (for setup.sh's installed command, and tests/devbuild.py's
- * per-checkout one) with -DOCI_PYTHON, -DOCI_SCRIPT and -DOCI_VALUE_OPTIONS (the global
- * options that take a value, from ociruntime.main.GLOBAL).
+ * per-checkout one) with -DOCI_PYTHON, -DOCI_SCRIPT, -DOCI_VALUE_OPTIONS (the global
+ * options that take a value, from ociruntime.main.GLOBAL) and -DOCI_EXESEAL_EMPTY_DIR
+ * (overlayfs's second, empty layer beside the interpreter's directory: ociruntime.exeseal's,
+ * which a pip-installed entry point's re-exec uses too).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -37,9 +39,6 @@
 #include <unistd.h>
 
 #include "exeseal.h"
-
-/* overlayfs's second, empty layer under the interpreter's directory (exeseal.c) */
-#define EXESEAL_EMPTY_DIR "/run/ociruntime-exeseal"
 
 static const char *const value_options[] = {OCI_VALUE_OPTIONS, NULL};
 
@@ -268,7 +267,7 @@ int main(int argc, char **argv)
     args[n++] = OCI_SCRIPT;
     memcpy(args + n, argv + 1, (argc - 1) * sizeof(char *));
     if (sealed) {
-        int exe = oci_sealed_exe(OCI_PYTHON, EXESEAL_EMPTY_DIR);
+        int exe = oci_sealed_exe(OCI_PYTHON, OCI_EXESEAL_EMPTY_DIR);
         if (exe < 0) {
             fprintf(stderr, "ociruntime: cannot make a read-only handle on %s to run from: %s\n", OCI_PYTHON,
                     strerror(errno));

@@ -196,6 +196,11 @@ struct oci_plan {
                                    (payload: the slave's path) and takes the slave as its stdio and
                                    controlling terminal */
     unsigned short console_rows, console_cols; /* process.consoleSize, 0: leave */
+    int stdio[3];               /* the process's fds 0, 1, 2: the init dup2()s each one that isn't -1
+                                   onto its number right after closing what it inherited (-1: keep the
+                                   caller's, which it inherited); like every fd the init keeps, each
+                                   sits above the preserved range. A terminal's pty (OCI_STEP_CONSOLE)
+                                   replaces all three later. */
 };
 
 /*
@@ -234,9 +239,16 @@ struct oci_plan {
 int oci_spawn(const struct oci_plan *plan);
 
 /* 1 if this process runs from a file nobody can write (native/exeseal.c: the
- * launcher execs Python from a read-only overlayfs or a sealed memfd), else 0:
- * an init cloned from it would show the host's interpreter at /proc/<pid>/exe. */
+ * launcher execs Python from a read-only overlayfs or a sealed memfd, and so does
+ * ociruntime/exeseal.py's re-exec), else 0: an init cloned from it would show the
+ * host's interpreter at /proc/<pid>/exe. */
 int oci_exe_sealed(void);
+
+/* A close-on-exec fd to exec `path` from (execveat AT_EMPTY_PATH, fexecve), whose file
+ * can't be written: `path`'s directory as the only lower layer of an internal read-only
+ * overlayfs (the other layer: `empty_dir`, made if missing), else a sealed memfd copy.
+ * -1 with errno when neither works. */
+int oci_sealed_exe(const char *path, const char *empty_dir);
 
 /* Whether seccomp(2) takes these SECCOMP_FILTER_FLAG_* bits on this kernel: 1 or 0. */
 int oci_seccomp_flags_supported(unsigned int flags);

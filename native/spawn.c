@@ -273,11 +273,14 @@ static const char *find_program(const struct oci_process *p, char *buf, size_t l
     oci_fail(0, "process.args[0]: executable file %s not found in $PATH", name);
 }
 
-/* Close every inherited fd but stdio, the preserved ones and our own (up to six), so
+#define NKEEP 9
+
+/* Close every inherited fd but stdio, the preserved ones and our own (up to nine), so
  * nothing of the caller's (its state-dir lock, its sockets) outlives create. */
 static void close_inherited(const struct oci_plan *plan)
 {
-    int keep[6] = {plan->sync_fd, plan->start_fd, plan->start_wfd, plan->err_rfd, plan->err_wfd, plan->console_fd};
+    int keep[NKEEP] = {plan->sync_fd, plan->start_fd, plan->start_wfd, plan->err_rfd, plan->err_wfd,
+                       plan->console_fd, plan->stdio[0], plan->stdio[1], plan->stdio[2]};
     int i, j, lo = 3 + plan->preserve_fds;
 
     /* In the preserved range, a close-on-exec fd is one of the runtime's own (the
@@ -288,14 +291,14 @@ static void close_inherited(const struct oci_plan *plan)
             close(i);
     }
 
-    for (i = 0; i < 6; i++)
-        for (j = i + 1; j < 6; j++)
+    for (i = 0; i < NKEEP; i++)
+        for (j = i + 1; j < NKEEP; j++)
             if (keep[j] < keep[i]) {
                 int t = keep[i];
                 keep[i] = keep[j];
                 keep[j] = t;
             }
-    for (i = 0; i < 6; i++) {
+    for (i = 0; i < NKEEP; i++) {
         if (keep[i] < lo)
             continue;
         if (keep[i] > lo && syscall(SYS_close_range, lo, keep[i] - 1, 0) < 0)
@@ -304,6 +307,20 @@ static void close_inherited(const struct oci_plan *plan)
     }
     if (syscall(SYS_close_range, lo, ~0U, 0) < 0)
         oci_fail(1, "close_range");
+}
+
+/* The caller's stdio for the process (plan->stdio) onto 0, 1, 2; then their copies up
+ * high are closed: only 0, 1, 2 (and the preserved fds) reach the program. */
+static void take_stdio(const struct oci_plan *plan)
+{
+    int i;
+
+    for (i = 0; i < 3; i++)
+        if (plan->stdio[i] >= 0 && dup2(plan->stdio[i], i) < 0)
+            oci_fail(1, "stdio: dup2 onto fd %d", i);
+    for (i = 0; i < 3; i++)
+        if (plan->stdio[i] >= 0)
+            close(plan->stdio[i]);
 }
 
 /* A pty made inside the container (its devpts), master sent to the console socket,
@@ -358,6 +375,7 @@ static void run_init(const struct oci_plan *plan, int said_pid[2])
     close(said_pid[0]);
     oci_report_fd = plan->sync_fd;
     close_inherited(plan);
+    take_stdio(plan);
     prctl(PR_SET_NAME, "ociruntime:init", 0, 0, 0);
     if (plan->early_sync)
         expect(plan->sync_fd, 'G');

@@ -6,6 +6,7 @@ controller is used where the host has it (``controller_versions``). The resource
 limits themselves are computed by ``resources``; ``apply`` writes them.
 """
 
+import _thread
 import posix  # not os (~1.5 ms to import): delete and kill --all use this module
 
 from . import mountinfo, pathnames
@@ -17,6 +18,7 @@ UNIFIED = ""  # key of the cgroup2 hierarchy in the maps below
 
 _cache = {}
 _stop_primer = None  # stops the running primer (and reaps the launcher's), while one runs
+_primer_lock = _thread.allocate_lock()  # API calls in several threads: one primer at most
 
 
 def hierarchies(proc="/proc"):
@@ -163,7 +165,16 @@ def prime_migration():
     thread of ours primes, from now. A thread, not a forked child: a child would share
     this process's memory copy-on-write, and every page Python touched meanwhile would
     fault (about 1.5 ms per create here).
+
+    Already priming (the command primed before its imports, then called the API; another
+    thread's create): nothing more to do.
     """
+    with _primer_lock:
+        if _stop_primer is None:
+            _start_primer()
+
+
+def _start_primer():
     global _stop_primer
     launcher = _adopt_launcher_primer()
     if launcher is not None:
@@ -177,14 +188,19 @@ def prime_migration():
     procs = own_procs()
     if procs is None:
         return
-    import _thread
     import sys
 
     stop = _thread.allocate_lock()
     stop.acquire()
     _thread.start_new_thread(_prime, (procs, stop))
+    interval = sys.getswitchinterval()
     sys.setswitchinterval(0.001)  # the thread's next move mustn't wait 5 ms for the GIL
-    _stop_primer = stop.release
+
+    def stop_thread():
+        stop.release()
+        sys.setswitchinterval(interval)  # a process that stays up (a shim) gets its own back
+
+    _stop_primer = stop_thread
     debug(f"cgroup migration primer: a thread, writing {procs}")
 
 
@@ -242,9 +258,10 @@ def _stop_launcher_primer(pid, fd):
 def end_priming():
     """Stop the primer, if ``join`` has not already."""
     global _stop_primer
-    if _stop_primer is not None:
-        _stop_primer()
-        _stop_primer = None
+    with _primer_lock:
+        stop, _stop_primer = _stop_primer, None
+    if stop is not None:
+        stop()
 
 
 def controller_versions():

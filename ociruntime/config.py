@@ -18,7 +18,7 @@ def load(bundle):
         config = fastjson.loads(raw)
     except ValueError as e:
         raise ConfigError("", f"{path}: invalid JSON: {e}") from None
-    where = nul_byte(raw, config)
+    where = nul_byte(config, raw)
     if where:
         raise ConfigError(*where)
     from .validate import validate_config
@@ -43,21 +43,21 @@ def read_json(path, label):
         loaded = fastjson.loads(raw)
     except ValueError as e:
         raise OCIError(f"{label} {path}: not valid JSON ({e})") from None
-    where = nul_byte(raw, loaded)
+    where = nul_byte(loaded, raw)
     if where:
         raise OCIError(f"{label} {path}: {where[0] or 'the document'}: {where[1]}")
     return loaded
 
 
-def nul_byte(raw, doc):
+def nul_byte(doc, raw=None):
     """``(path, message)`` for the first string or key of ``doc`` holding a NUL, else None.
 
     A string reaches C cut at its first NUL (cffi's char *), so "/proc/\\0kcore" would
     mask all of /proc: such a value is refused wherever it is. JSON can carry a NUL only
-    as the escape ``\\u0000`` (a raw one is invalid JSON), so without that text in
-    ``raw`` there is nothing to walk.
+    as the escape ``\\u0000`` (a raw one is invalid JSON), so when ``doc`` was parsed from
+    ``raw`` without that text there is nothing to walk (a dict from an API caller is walked).
     """
-    if b"\\u0000" not in raw:
+    if raw is not None and b"\\u0000" not in raw:
         return None
     from .validate import format_path
 

@@ -8,12 +8,12 @@ help and usage errors, built from the same table so the two can't disagree.
 
 import sys
 
-from . import SPEC_VERSION, __version__
+from . import SPEC_VERSION, __version__, api
 from .errors import OCIError
 
 # Global options: flag -> (dest, takes a value, default)
 GLOBAL = {
-    "--root": ("root", True, "/run/ociruntime"),
+    "--root": ("root", True, api.DEFAULT_ROOT),
     "--log": ("log", True, None),
     "--log-format": ("log_format", True, "text"),
     "--debug": ("debug", False, False),
@@ -73,8 +73,8 @@ COMMANDS = {
     }, [("container_id", True), ("command", REST)]),
     "state": ("output the state of a container", {}, [("container_id", True)]),
     "kill": ("send a signal to the container's init process", {
-        "--all": ("all_processes", False, False), "-a": ("all_processes", False, False)},
-        [("container_id", True), ("sig", False)]),
+        "--all": ("all", False, False), "-a": ("all", False, False)},
+        [("container_id", True), ("signal", False)]),
     "pause": ("suspend every process in the container", {}, [("container_id", True)]),
     "resume": ("resume every process of a paused container", {}, [("container_id", True)]),
     "delete": ("delete a container and what it holds", {
@@ -201,8 +201,9 @@ def dispatch(glob, command, opts):
         sys.stdout.write(f"ociruntime version {__version__}\ncommit: {_commit()}\nspec: {SPEC_VERSION}\n")
         return 0
     if command in ("create", "run", "exec"):
-        from . import cgroups
+        from . import cgroups, exeseal
 
+        exeseal.ensure_sealed()  # the launcher ran us sealed; a pip console script re-executes here
         cgroups.prime_migration()  # before the imports: the earlier, the better
         try:
             if command == "run":
@@ -213,15 +214,21 @@ def dispatch(glob, command, opts):
                 from .commands import exec as exec_cmd
 
                 return exec_cmd.main(root, **opts)
-            from .commands import create
-
-            create.main(root, **opts)
+            api.create(root=root, **opts)
         finally:
             cgroups.end_priming()
+    # The verbs the API offers as they are: the command is the call.
     if command == "start":
-        from .commands import start
-
-        start.main(root, **opts)
+        api.start(root=root, **opts)
+    elif command == "kill":
+        api.kill(root=root, **opts)
+    elif command == "delete":
+        api.delete(root=root, **opts)
+    elif command == "pause":
+        api.pause(root=root, **opts)
+    elif command == "resume":
+        api.resume(root=root, **opts)
+    # The rest print, or take runc's flags: the command's main calls the verb the API calls.
     elif command == "state":
         from .commands import query
 
@@ -230,22 +237,6 @@ def dispatch(glob, command, opts):
         from .commands import query
 
         query.list_main(root, **opts)
-    elif command == "kill":
-        from .commands import kill
-
-        kill.main(root, **opts)
-    elif command == "pause":
-        from .commands import pause
-
-        pause.main(root, **opts)
-    elif command == "resume":
-        from .commands import pause
-
-        pause.resume_main(root, **opts)
-    elif command == "delete":
-        from .commands import delete
-
-        delete.main(root, **opts)
     elif command == "update":
         from .commands import update
 

@@ -177,21 +177,44 @@ def _above(fd, low):
     return moved
 
 
-class Init:
-    """The parent's handle on a container init being created."""
+def _stdio_copies(stdio, low):
+    """Copies (close-on-exec, at ``low`` or above) of the three fds the process gets as
+    0, 1, 2; -1 where it keeps the one it inherits from us."""
+    if stdio is None:
+        return [-1, -1, -1]
+    if type(stdio) not in (tuple, list) or len(stdio) != 3 or any(type(fd) is not int or fd < -1 for fd in stdio):
+        raise OCIError(f"stdio: {stdio!r}: three file descriptors (-1: the one inherited) are needed")
+    copies = []
+    try:
+        for fd in stdio:
+            copies.append(_above(posix.dup(fd), low) if fd >= 0 else -1)
+    except OSError as e:
+        for fd in copies:
+            if fd >= 0:
+                posix.close(fd)
+        raise OCIError(f"stdio[{len(copies)}]: fd {stdio[len(copies)]}: {e.strerror}") from None
+    return copies
 
-    def __init__(self, plan, console_fd=-1):
+
+class Init:
+    """The parent's handle on a container init (or an exec'd process) being created."""
+
+    def __init__(self, plan, console_fd=-1, stdio=None):
+        """Clone it. ``console_fd``: a connected unix socket for the pty master (-1: none);
+        ``stdio``: three fds to become its 0, 1, 2 (None: ours, inherited)."""
         if not lib.oci_exe_sealed():
             # The init would show the host's interpreter at /proc/<pid>/exe, writable
             # from the container once nothing runs it (CVE-2019-5736).
             raise OCIError("this Python runs from a writable file (/proc/self/exe): containers are created only "
-                           "through the ociruntime launcher, which runs it read-only (scripts/setup.sh installs it)")
+                           "from a read-only handle on it: the ociruntime launcher (scripts/setup.sh), or "
+                           "ociruntime.api.ensure_sealed() first thing in the program")
         self.plan = plan
         self.pid = None
         self._stage1 = None
         # Every fd the init keeps must sit above the caller's preserved fds 3..3+N-1:
         # one landing in a gap there would cross the exec into the container.
         low = 3 + plan["preserve_fds"]
+        stdio = _stdio_copies(stdio, low)
         self._sock, child = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         child_fd = _above(child.detach(), low)
         # The init blocks reading start_r while created; it holds start_w itself, so the
@@ -201,11 +224,12 @@ class Init:
         c, keep = _c_plan(plan, child_fd, (self.start_r, self.start_w, self.err_r, self.err_w))
         c.console_fd = console_fd
         c.console_rows, c.console_cols = plan["console_size"]
+        c.stdio = stdio
         stage1 = lib.oci_spawn(c)
         del keep
-        posix.close(child_fd)
-        if console_fd >= 0:
-            posix.close(console_fd)
+        for fd in (child_fd, console_fd, *stdio):  # the init holds its own
+            if fd >= 0:
+                posix.close(fd)
         if stage1 < 0:
             self._close()
             raise OCIError(f"clone: {posix.strerror(-stage1)}")
@@ -220,7 +244,10 @@ class Init:
         """
         if self._stage1 is None:
             return self.pid
-        posix.waitpid(self._stage1, 0)
+        try:
+            posix.waitpid(self._stage1, 0)
+        except ChildProcessError:
+            pass  # reaped by the caller's own reaper (a shim's, waiting for any child): 'P' is sent all the same
         self._stage1 = None
         msg = self._recv()
         if msg[:1] != b"P":
@@ -230,11 +257,13 @@ class Init:
         return self.pid
 
     def kill(self):
-        """SIGKILL the init (if it came to exist) and reap it."""
+        """SIGKILL the init, if it came to exist, and wait until it is dead (its cgroups can
+        be removed then). It is the caller's child (CLONE_PARENT), left for the caller to
+        reap (WNOWAIT): a runtime exits right after, a shim's reaper waits for every child."""
         try:
             if self.wait_pid():
                 posix.kill(self.pid, _signal.SIGKILL)
-                posix.waitpid(self.pid, 0)
+                posix.waitid(posix.P_PID, self.pid, posix.WEXITED | posix.WNOWAIT)
         except (OCIError, ProcessLookupError, ChildProcessError):
             pass
 

@@ -352,23 +352,31 @@ def creating_status(path):
     return "stopped"
 
 
+_PF_EXITING = 0x4  # include/linux/sched.h: the task is in do_exit()
+
+
 def proc_start_time(pid):
-    """Field 22 of /proc/<pid>/stat and the process state letter, or (None, None)."""
+    """Field 22 of /proc/<pid>/stat (the start time) and whether the process is exiting or
+    gone (a zombie, or in do_exit), or (None, None)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except (FileNotFoundError, ProcessLookupError):
         return None, None
     fields = stat[stat.rindex(b")") + 2:].split()
-    return int(fields[19]), fields[0].decode()
+    return int(fields[19]), fields[0] in (b"Z", b"X") or bool(int(fields[6]) & _PF_EXITING)
 
 
 def _init_alive(data):
+    """The recorded init, alive: its start time matches, and it is neither a zombie its
+    parent (the caller, CLONE_PARENT) hasn't reaped nor exiting. A pid namespace's init
+    stays in do_exit until every process of the namespace is reaped, an exec'd one whose
+    parent is the caller too: it will never run again."""
     pid = data.get("pid")
     if not pid:
         return False
-    start, letter = proc_start_time(pid)
-    return start is not None and start == data.get("init_start_time") and letter not in ("Z", "X")
+    start, exiting = proc_start_time(pid)
+    return start is not None and start == data.get("init_start_time") and not exiting
 
 
 def status_of(data):

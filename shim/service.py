@@ -31,10 +31,12 @@ STATUS = {"created": 1, "running": 2, "stopped": 3, "paused": 4, "pausing": 5}
 
 
 def timestamp(seconds):
+    """A Timestamp, or None for "not yet": containerd reads a zero Timestamp as 1970, an
+    absent one as no time at all."""
+    if not seconds:
+        return None
     ts = message("google.protobuf.Timestamp")()
-    if seconds:
-        ts.seconds = int(seconds)
-        ts.nanos = int((seconds - int(seconds)) * 1e9)
+    ts.FromNanoseconds(int(seconds * 1e9))
     return ts
 
 

@@ -52,15 +52,20 @@ def pytest_report_header(config):
     return f"ociruntime under test: {RUNTIME} ({'$OCIRUNTIME' if os.environ.get('OCIRUNTIME') else built})"
 
 
-def launcher_python(code, *args):
-    """Run ``code`` (``args`` in sys.argv[1:]) with the launcher script's interpreter, flags
-    and sys.path: the package RUNTIME runs, with its compiled C helper."""
+def launcher_command(code, *args):
+    """The command line running ``code`` (``args`` in sys.argv[1:]) with the launcher
+    script's interpreter, flags and sys.path: the package RUNTIME runs, with its compiled
+    C helper (from the interpreter's own file: not sealed, native/exeseal.c)."""
     with open(LAUNCHER_SCRIPT) as f:
         lines = f.read().splitlines()
     interpreter = lines[0][2:].split()
     path_setup = next(line for line in lines if line.startswith("sys.path"))
-    return subprocess.run([*interpreter, "-c", f"import sys\n{path_setup}\n{code}", *args], capture_output=True,
-                          text=True, timeout=60)
+    return [*interpreter, "-c", f"import sys\n{path_setup}\n{code}", *args]
+
+
+def launcher_python(code, *args):
+    """Run ``launcher_command(code, *args)``, its output captured."""
+    return subprocess.run(launcher_command(code, *args), capture_output=True, text=True, timeout=60)
 
 
 def pure_cgroup_v2():

@@ -11,8 +11,9 @@ helper (cffi) is built in place, ociruntime/_native*.so, where that command and 
 own process both import it.
 
 ``refresh()`` rebuilds these when what they are compiled from changed: native/, the
-value-taking global options the launcher skips (ociruntime.main.GLOBAL), the interpreter
-and this file, hashed into build/dev/key. tests/conftest.py calls it as the session
+value-taking global options the launcher skips (ociruntime.main.GLOBAL), the sealed
+handle's empty directory (ociruntime.exeseal.EMPTY_DIR), the interpreter and this file,
+hashed into build/dev/key. tests/conftest.py calls it as the session
 starts, tests/vm/lane.py before it packs the guest.
 
 The shim's package, ``ociruntime_shim``, is the folder shim/ (setup.py's package_dir): here
@@ -148,6 +149,6 @@ def _key():
                 h.update(name.encode() + b"\0" + f.read() + b"\0")
     with open(__file__, "rb") as f:
         h.update(f.read())
-    options = build_launcher["value_options"]()
-    h.update(f"{options}\0{sys.executable}\0{sys.version}\0{SITE}".encode())
+    options, empty_dir = build_launcher["value_options"](), build_launcher["exeseal_empty_dir"]()
+    h.update(f"{options}\0{empty_dir}\0{sys.executable}\0{sys.version}\0{SITE}".encode())
     return h.hexdigest()

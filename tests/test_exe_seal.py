@@ -10,13 +10,15 @@ host's /usr/bin/python3.11 itself: the open fails only with ETXTBSY, and only wh
 some process still runs Python, after which the write succeeds.
 """
 
+import errno
 import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
-from conftest import LAUNCHER_SCRIPT
+from conftest import LAUNCHER_SCRIPT, launcher_python
 
 pytestmark = pytest.mark.root
 
@@ -60,16 +62,53 @@ def test_the_inits_exe_cannot_be_written_from_the_container(runtime, make_bundle
 
 
 def test_python_not_run_read_only_creates_no_container(runtime, make_bundle):
-    """Python started from its writable file (not through the launcher) refuses to clone
-    an init, and leaves nothing behind (the runtime fixture checks)."""
+    """Python started from its writable file, which didn't call ensure_sealed, refuses to
+    clone an init, says how to fix it, and leaves nothing behind (the runtime fixture checks)."""
+    cid = runtime.new_id()
+    proc = launcher_python("from ociruntime import api\ntry:\n"
+                           "    api.create(sys.argv[1], sys.argv[2], root=sys.argv[3])\n"
+                           "except api.Error as e:\n    print(e)\n", cid, make_bundle("true").path, runtime.root)
+    assert proc.returncode == 0, proc.stderr
+    assert "runs from a writable file (/proc/self/exe)" in proc.stdout, proc.stdout
+    assert "ociruntime.api.ensure_sealed()" in proc.stdout, proc.stdout
+    assert proc.stderr == ""
+
+
+def test_the_command_seals_itself(runtime, make_bundle):
+    """The launcher script run by a writable Python (as a pip console script is): create
+    re-executes it from a read-only handle, once, and the init's exe can't be written."""
     with open(LAUNCHER_SCRIPT) as f:
         interpreter = f.readline()[2:].split()
+    bundle = make_bundle("sleep", "30")
     cid = runtime.new_id()
-    proc = subprocess.run([*interpreter, LAUNCHER_SCRIPT, "--root", runtime.root, "create", "--bundle",
-                           make_bundle("true").path, cid], capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 1
-    assert "runs from a writable file (/proc/self/exe)" in proc.stderr, proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    with tempfile.TemporaryFile("w+") as err:  # not a pipe: the created init holds its stderr
+        code = subprocess.run([*interpreter, LAUNCHER_SCRIPT, "--root", runtime.root, "create", "--bundle",
+                               bundle.path, cid], stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                              timeout=30).returncode
+        err.seek(0)
+        output = err.read()
+    try:
+        assert code == 0 and output == "", output
+        pid = runtime.state(cid)["pid"]
+        with pytest.raises(OSError) as refused:
+            os.close(os.open(f"/proc/{pid}/exe", os.O_WRONLY))
+        assert refused.value.errno == errno.EROFS
+    finally:
+        runtime("delete", "--force", cid)
+
+
+@pytest.mark.parametrize("setup, error", [
+    ("os.environ['OCIRUNTIME_EXESEAL'] = '1'", "still runs from a writable file after re-executing it"),
+    ("sys.executable = '/nonexistent/python3'",
+     "cannot make a read-only handle on /nonexistent/python3 to run from: No such file or directory"),
+])
+def test_sealing_that_cannot_work_is_one_error(setup, error):
+    """A re-exec that didn't seal (the guard it sets stops a loop), or an interpreter with
+    no file to seal: one line, no re-exec."""
+    proc = launcher_python(f"import os\nfrom ociruntime import api\n{setup}\ntry:\n    api.ensure_sealed()\n"
+                           "except api.Error as e:\n    print(e)\n")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines() == [proc.stdout.strip()] and error in proc.stdout, proc.stdout
 
 
 HARNESS = r"""

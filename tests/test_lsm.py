@@ -23,6 +23,7 @@ import os
 import subprocess
 import uuid
 
+import devbuild
 import pytest
 from conftest import LAUNCHER_SCRIPT
 from test_plan import all_caps_available, build, config, refused, steps  # noqa: F401 (an autouse fixture)
@@ -329,10 +330,7 @@ def spawn_launcher(tmp_path_factory):
     python = lines[0][2:].split()[0]
     path_setup = next(line for line in lines if line.startswith("sys.path"))
     (d / "script.py").write_text(SCRIPT.format(path_setup=path_setup))
-    native = os.path.join(os.path.dirname(__file__), "..", "native")
-    subprocess.run(["gcc", "-O2", "-o", str(d / "launcher"), f"{native}/launcher.c", f"{native}/exeseal.c",
-                    f'-DOCI_PYTHON="{python}"', f'-DOCI_SCRIPT="{d / "script.py"}"', '-DOCI_VALUE_OPTIONS="--root"'],
-                   check=True, capture_output=True)
+    devbuild.build_launcher["build"](str(d / "launcher"), python, str(d / "script.py"))
     return str(d / "launcher")
 
 

@@ -202,7 +202,8 @@ def launcher_harness(tmp_path_factory):
     binary = tmp / "harness"
     subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-I", str(NATIVE), "-o", str(binary),
                     str(tmp / "harness.c"), str(NATIVE / "exeseal.c"), '-DOCI_PYTHON="/nonexistent"',
-                    '-DOCI_SCRIPT="/nonexistent"', '-DOCI_VALUE_OPTIONS="--root"'], check=True)
+                    '-DOCI_SCRIPT="/nonexistent"', '-DOCI_VALUE_OPTIONS="--root"',
+                    '-DOCI_EXESEAL_EMPTY_DIR="/nonexistent"'], check=True)
 
     def run(proc_dir):
         out = subprocess.run([str(binary), proc_dir], capture_output=True, check=True).stdout

@@ -12,11 +12,12 @@ from ..native import Init
 
 
 def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_keyring=False,
-           preserve_fds=0, console_socket=None, console=None):
+           preserve_fds=0, console_socket=None, console=None, stdio=None):
     """Create the container; returns (Container, Init). The caller closes both.
 
     With process.terminal the init sends its pty master to ``console`` (a connected
-    socket, ``run``'s own) or to the unix socket at ``console_socket`` (an engine's).
+    socket: ``run``'s own, an API caller's) or to the unix socket at ``console_socket``
+    (an engine's). ``stdio``: three fds for the init's 0, 1, 2 (None: ours).
     """
     state.check_id(container_id)
     bundle = pathnames.abspath(bundle)
@@ -58,7 +59,7 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
     created_cgroups = []
     try:
         try:
-            init = Init(plan, console.fileno() if console is not None else -1)
+            init = Init(plan, console.fileno() if console is not None else -1, stdio)
         finally:
             if connected is not None:
                 connected.close()  # the init holds its own copy
@@ -177,9 +178,3 @@ def write_pid_file(path, pid):
     with open(tmp, "w") as f:
         f.write(str(pid))
     posix.rename(tmp, path)
-
-
-def main(root, container_id, bundle=".", **options):
-    container, init = create(root, container_id, bundle, **options)
-    init.detach()
-    container.close()

@@ -42,15 +42,13 @@ def _kill_all(paths, pid):
     return bool(pids)
 
 
-def _wait_stopped(container, paths, pid, timeout=10.0):
+def _wait_stopped(container, paths, timeout=10.0):
+    """Until the init and every process in the cgroups are gone. Nothing is reaped here:
+    the init is the caller's child (CLONE_PARENT) and the caller's to wait for (a shim's
+    reaper); a zombie counts as gone (``state.init_pid``), and the kernel no longer lists
+    one in cgroup.procs."""
     deadline = time.monotonic() + timeout
     while True:
-        if pid is not None:
-            try:
-                # Our own child when deleting from `run`: reap it.
-                posix.waitpid(pid, posix.WNOHANG)
-            except ChildProcessError:
-                pass
         if state.init_pid(container.data, paths) is None and not cgroups.pids(paths):
             return
         if time.monotonic() > deadline:
@@ -66,7 +64,7 @@ def destroy(container):
         warn(f"container {container.id!r}: cgroup_paths: {why}: left alone")
     pid = state.init_pid(data, paths)
     if _kill_all(paths, pid):
-        _wait_stopped(container, paths, pid)
+        _wait_stopped(container, paths)
     cgroups.remove(cgroups.removable(data.get("cgroups_created") or [], paths))
     try:
         hostmounts.detach_added(data)
@@ -78,7 +76,7 @@ def destroy(container):
         hooks.run(data["hooks"]["poststop"], final_state, fatal=False)
 
 
-def main(root, container_id, force=False):
+def delete(root, container_id, force=False):
     if force:
         container, damage = state.Container.salvage(root, container_id)
         if container is None:

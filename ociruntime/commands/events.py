@@ -43,15 +43,25 @@ def _emit(kind, container_id, data=None):
     sys.stdout.flush()
 
 
+def _running(container):
+    if container.status() == "stopped":
+        raise OCIError(f"container with id {container.id} is not running")
+    return container.cgroup_paths
+
+
+def container_stats(root, container_id):
+    """The container's resource usage now: the "data" of runc's stats event."""
+    with state.Container.load(root, container_id, lock=False) as container:
+        return collect(_running(container))
+
+
 def main(root, container_id, interval="5s", stats=False):
     period = parse_duration(interval)
+    if stats:
+        _emit("stats", container_id, container_stats(root, container_id))
+        return 0
     with state.Container.load(root, container_id, lock=False) as container:
-        if container.status() == "stopped":
-            raise OCIError(f"container with id {container_id} is not running")
-        paths = container.cgroup_paths
-        if stats:
-            _emit("stats", container_id, collect(paths))
-            return 0
+        paths = _running(container)
         seen_ooms = oom_kills(paths)
         next_stats = time.monotonic() + period
         while True:

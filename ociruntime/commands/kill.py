@@ -8,8 +8,13 @@ from ..errors import OCIError
 
 
 def parse_signal(value):
-    """A number 0 to SIGRTMAX, or a name with or without SIG ("TERM", "SIGKILL", "rtmin+1",
-    "RTMAX-2"); anything else, an offset past the real-time range included, is refused."""
+    """A number 0 to SIGRTMAX (an int, or its digits), or a name with or without SIG ("TERM",
+    "SIGKILL", "rtmin+1", "RTMAX-2"); anything else, an offset past the real-time range
+    included, is refused."""
+    if type(value) is int:
+        value = str(value)  # one range check for both; a negative number is refused below as "-5" is
+    elif type(value) is not str:
+        raise OCIError(f"invalid signal {value!r}: not a signal number or name")
     name = value.upper().removeprefix("SIG")
     if value.isascii() and value.isdigit():
         if len(value) > 3 or int(value) > _signal.SIGRTMAX:
@@ -85,7 +90,7 @@ def _set_frozen(freezer, frozen):
         log.warn(f"kill --all: {e}")  # runc too signals what it finds, frozen or not
 
 
-def main(root, container_id, sig="TERM", all_processes=False):
-    sig = parse_signal(sig)
+def kill(root, container_id, signal="TERM", all=False):
+    sig = parse_signal(signal)
     with state.Container.load(root, container_id) as container:
-        send_signal(container, sig, all_processes)
+        send_signal(container, sig, all)

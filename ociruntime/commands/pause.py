@@ -10,7 +10,8 @@ from ..errors import OCIError
 _SETTLE = 5.0  # seconds a freeze may take before it is an error (tasks in D state hold it up)
 
 
-def main(root, container_id, freeze=True):
+def set_paused(root, container_id, freeze):
+    """Pause (``freeze``) a running container, or resume a paused one."""
     with state.Container.load(root, container_id) as container:
         status = container.status()
         if freeze and status != "running":
@@ -41,7 +42,3 @@ def set_frozen(path, freeze):
         if time.monotonic() > deadline:
             raise OCIError(f"{path}: still not {want} after {_SETTLE:.0f} s")
         time.sleep(0.001)
-
-
-def resume_main(root, container_id):
-    main(root, container_id, freeze=False)

@@ -8,11 +8,16 @@ from .. import cgroups, fastjson, state
 from ..errors import OCIError
 
 
+def container_pids(root, container_id):
+    """The pids (host's numbers) in the container's cgroups, sorted."""
+    with state.Container.load(root, container_id, lock=False) as container:
+        return sorted(cgroups.pids(container.cgroup_paths))
+
+
 def main(root, container_id, fmt="table", ps_args=()):
     if fmt not in ("table", "json"):
         raise OCIError(f"invalid format option {fmt!r}: use table or json")
-    with state.Container.load(root, container_id, lock=False) as container:
-        pids = sorted(cgroups.pids(container.cgroup_paths))
+    pids = container_pids(root, container_id)
     if fmt == "json":
         sys.stdout.write(fastjson.dumps(pids or None) + "\n")  # runc encodes no pids as null
         return

@@ -1,4 +1,4 @@
-"""state and list: what runc prints about containers."""
+"""state and list: what runc reports about containers."""
 
 import sys
 
@@ -18,23 +18,34 @@ def runc_state(container):
     return out
 
 
-def state_main(root, container_id):
+def container_state(root, container_id):
+    """runc's state of one container (needs no lock: a status is derived, never stored)."""
     with state.Container.load(root, container_id, lock=False) as container:
-        sys.stdout.write(fastjson.dumps(runc_state(container), indent="  ") + "\n")
+        return runc_state(container)
+
+
+def all_states(root):
+    """runc's state of every container under ``root``, by id; one whose record can't be
+    trusted is left out with a warning, one deleted meanwhile silently."""
+    rows = []
+    for cid in state.list_ids(root):
+        try:
+            rows.append(container_state(root, cid))
+        except StateError as e:
+            warn(str(e))
+        except OCIError:
+            continue
+    return rows
+
+
+def state_main(root, container_id):
+    sys.stdout.write(fastjson.dumps(container_state(root, container_id), indent="  ") + "\n")
 
 
 def list_main(root, fmt="table", quiet=False):
     if fmt not in ("table", "json"):
         raise OCIError(f"invalid format option {fmt!r}: use table or json")
-    rows = []
-    for cid in state.list_ids(root):
-        try:
-            with state.Container.load(root, cid, lock=False) as container:
-                rows.append(runc_state(container))
-        except StateError as e:  # listed, but not shown: its record can't be trusted
-            warn(str(e))
-        except OCIError:  # deleted between listing and loading
-            continue
+    rows = all_states(root)
     if quiet:
         sys.stdout.write("".join(r["id"] + "\n" for r in rows))
     elif fmt == "json":

@@ -46,7 +46,7 @@ def after_start(data, exec_error):
         raise
 
 
-def main(root, container_id):
+def start_container(root, container_id):
     with state.Container.load(root, container_id) as container:
         status = container.status()
         if status != "created":

@@ -113,8 +113,9 @@ def checked(resources):
     return resources
 
 
-def main(root, container_id, resources=None, **flags):
-    new = checked(from_file(resources) if resources else from_flags(flags))
+def update(root, container_id, resources):
+    """Merge ``resources`` (LinuxResources) into the container's and apply the whole set."""
+    new = checked(resources)
     with state.Container.load(root, container_id) as container:
         status = container.status()
         if status == "stopped":
@@ -129,3 +130,7 @@ def main(root, container_id, resources=None, **flags):
         cgroups.apply(paths, planned)
         data["resources"] = merged
         container.save()
+
+
+def main(root, container_id, resources=None, **flags):
+    update(root, container_id, from_file(resources) if resources else from_flags(flags))

@@ -17,6 +17,9 @@ IDLE_RETRY_SECONDS = 1.0
 
 def serve(listener, address, opts):
     """Serve until the shim may leave (shim/rendezvous.py); the exit code."""
+    import socket
+
+    listener = socket.socket(fileno=listener.detach())  # the server accepts on it
     native.set_child_subreaper()
     _signal.signal(_signal.SIGPIPE, _signal.SIG_IGN)
     loop = Loop()
@@ -27,7 +30,7 @@ def serve(listener, address, opts):
         """No task left: go, unless a task is on its way here (then look again later)."""
         if service.has_tasks():
             return
-        if rendezvous.try_leave(address, listener, service.has_tasks):
+        if rendezvous.try_leave(address, service.has_tasks):
             server.close()
             loop.stop()
         else:

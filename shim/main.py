@@ -93,7 +93,7 @@ def _write_address(address):
 def _spawn_daemon(listener, address, opts):
     """Fork the long-lived shim. It leaves containerd's process group and stdio (containerd
     waits for our stdout to close) and logs to the bundle's ``log`` FIFO, which containerd
-    reads."""
+    reads (else to ``shim.log`` there)."""
     pid = posix.fork()
     if pid:
         listener.close()
@@ -103,10 +103,10 @@ def _spawn_daemon(listener, address, opts):
         null = posix.open("/dev/null", posix.O_RDWR)
         posix.dup2(null, 0)
         posix.dup2(null, 1)
-        try:
+        try:  # containerd reads the bundle's log FIFO; an engine without it gets a file there
             log = posix.open("log", posix.O_WRONLY | posix.O_NONBLOCK | posix.O_CLOEXEC)
         except OSError:
-            log = null
+            log = posix.open("shim.log", posix.O_WRONLY | posix.O_CREAT | posix.O_APPEND | posix.O_CLOEXEC, 0o600)
         posix.dup2(log, 2)
         posix.chdir("/")  # not a bundle: containerd removes those
         from . import daemon
@@ -128,6 +128,9 @@ def main(argv):
     if not opts.get("namespace"):
         raise OCIError("shim namespace cannot be empty")
     if opts["action"] == "start":
+        from ociruntime import exeseal
+
+        exeseal.ensure_sealed()  # the daemon forked from here clones inits (a pip console script re-executes)
         start(opts)
     elif opts["action"] == "delete":
         from . import cleanup

@@ -133,9 +133,11 @@ def _fresh_reservations(path):
     return fresh
 
 
-def try_leave(address, listener, has_tasks):
-    """Close ``listener`` and remove the socket if no task is here or on its way: True if
-    the shim may exit now, False to stay (or to try again: a ``start`` holds the lock)."""
+def try_leave(address, has_tasks):
+    """Remove the socket if no task is here or on its way: True if the shim may close its
+    listener and exit now, False to stay (or to try again: a ``start`` holds the lock). A
+    ``start`` connects and reserves under the lock, so once the path is gone no task can
+    arrive."""
     path = _path(address)
     lock = _locked(path, blocking=False)
     if lock is None:
@@ -148,7 +150,6 @@ def try_leave(address, listener, has_tasks):
                 (posix.rmdir if leftover.endswith(".tasks") else posix.unlink)(leftover)
             except OSError:
                 pass
-        listener.close()
         posix.unlink(path + ".lock")  # under the lock: a start waiting on it will find no socket and bind anew
         return True
     finally:

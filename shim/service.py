@@ -155,6 +155,7 @@ class TaskService:
             if io is not None:
                 io.close()
             mounts.unmount_rootfs(r.bundle, rootfs)
+            mounts.remove_cleanup_record(r.bundle)
             raise
         self.tasks[r.id] = task
         self._publish("/tasks/create", "containerd.events.TaskCreate", container_id=r.id, bundle=r.bundle,

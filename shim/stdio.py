@@ -80,7 +80,15 @@ class Pump:
             self._read_more()
 
     def finish(self):
-        """Stop reading; close ``dst`` once what was read is written (CloseIO of stdin)."""
+        """Stop reading; close ``dst`` once what was written to ``src`` so far is copied
+        (CloseIO of stdin: the client wrote, then closed, and the loop may not have read yet)."""
+        while not self.eof:
+            try:
+                data = posix.read(self.src, CHUNK)
+            except BlockingIOError:
+                break
+            self.buffer += data
+            self.eof = not data
         if self.reading:
             self.loop.remove_reader(self.src)
             self.reading = False

@@ -107,10 +107,13 @@ class Containerd:
 
     # --- clients
 
+    def ctr_argv(self, *args):
+        """``ctr`` on this daemon and namespace."""
+        return [CTR, "--address", self.address, "--namespace", self.namespace, *map(str, args)]
+
     def ctr(self, *args, check=True, timeout=60, input=None):
-        """``ctr`` on this daemon and namespace; the CompletedProcess (text)."""
-        cmd = [CTR, "--address", self.address, "--namespace", self.namespace, *map(str, args)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input,
+        """Run ``ctr`` on this daemon and namespace; the CompletedProcess (text)."""
+        proc = subprocess.run(self.ctr_argv(*args), capture_output=True, text=True, timeout=timeout, input=input,
                               stdin=None if input is not None else subprocess.DEVNULL)
         if check and proc.returncode != 0:
             raise AssertionError(f"ctr {' '.join(map(str, args))}: exit {proc.returncode}\n{proc.stdout}{proc.stderr}")
@@ -199,6 +202,14 @@ class Containerd:
         found += [f"runc state {p}" for p in [os.path.join(self.runc_root, self.namespace, cid)] if os.path.exists(p)]
         return found
 
+    def remove(self, cid):
+        """Force the container ``cid`` out, as far as containerd and ctr can: its task, its
+        record, and the FIFOs of a ctr that didn't get to remove them."""
+        self.ctr("task", "delete", "--force", cid, check=False)
+        self.ctr("containers", "delete", cid, check=False)
+        for fifo in glob.glob(os.path.join(self.fifo_dir, "*", f"{cid}-*")):
+            os.unlink(fifo)
+
     def _on_the_machine(self):
         """What would outlive ``base``: processes, mounts, cgroups, shims' sockets."""
         found = [f"process {pid}: {_command(pid)}" for pid in self.processes()]
@@ -223,11 +234,14 @@ class Containerd:
         raise AssertionError naming whatever was left (process, mount, cgroup, FIFO, socket),
         after removing it all anyway."""
         found = []
-        if self.daemon is not None and self.daemon.poll() is None:
-            for cid in self.ctr("containers", "ls", "-q", check=False).stdout.split():
-                found.append(f"container record {cid}")
-                self.ctr("task", "delete", "--force", cid, check=False)
-                self.ctr("containers", "delete", cid, check=False)
+        try:
+            if self.daemon is not None and self.daemon.poll() is None:
+                for cid in self.ctr("containers", "ls", "-q", check=False).stdout.split():
+                    found.append(f"container record {cid}")
+                    self.ctr("task", "delete", "--force", cid, check=False)
+                    self.ctr("containers", "delete", cid, check=False)
+        except subprocess.TimeoutExpired as e:
+            found.append(f"a hung ctr: {e}")
         self.stop()
         found += self._on_the_machine() + self._special_files()
         self._force_clean()

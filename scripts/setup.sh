@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 # strace: tests/test_runc_contract.py traces kill --all's freezer writes and signals.
 # apparmor: its apparmor_parser loads the test profile of the qemu lane, whose kernel has AppArmor.
 # protobuf-compiler: its protoc compiles shim/proto (setup.py, tests/devbuild.py).
-PACKAGES="procps strace busybox-static libseccomp-dev runc docker.io python3-venv python3-dev libffi-dev gcc hyperfine qemu-system-x86 linux-image-cloud-amd64 apparmor protobuf-compiler"
+# containerd: tests/test_containerd.py and bench/ctr_run.py, bench/shim_memory.py run a private one (docker.io pulls it in too).
+PACKAGES="procps strace busybox-static libseccomp-dev runc containerd docker.io python3-venv python3-dev libffi-dev gcc hyperfine qemu-system-x86 linux-image-cloud-amd64 apparmor protobuf-compiler"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -25,6 +25,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
 import busybox_bundle  # noqa: E402
+from containerd import Containerd  # noqa: E402
 
 import ociruntime  # noqa: E402
 from ociruntime.linux.lsm import apparmor_enabled  # noqa: E402
@@ -42,6 +43,8 @@ import ociruntime_shim  # noqa: E402  (after the build: it links build/dev/py/oc
 if os.path.realpath(os.path.dirname(ociruntime_shim.__file__)) != os.path.realpath(f"{devbuild.PROJECT}/shim"):
     raise ImportError(f"the tests import {ociruntime_shim.__file__}, not this checkout's shim/")
 RUNTIME = BUILD.runtime
+# Our containerd shim, containerd-shim-ociruntime-v2, is built (build/dev) or installed beside the command.
+SHIM_DIR = os.path.dirname(RUNTIME)
 # The Python script RUNTIME (native/launcher.c) runs: its shebang holds the interpreter
 # and flags, its sys.path line where the package is.
 LAUNCHER_SCRIPT = BUILD.script
@@ -107,6 +110,19 @@ def rootfs_template(tmp_path_factory):
     path = tmp_path_factory.mktemp("template") / "rootfs"
     busybox_bundle.make_rootfs(str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def containerd(tmp_path_factory, rootfs_template):
+    """One private containerd for the session (tests/containerd.py), the busybox image imported,
+    SHIM_DIR first on its PATH. Its teardown fails on anything left on the machine."""
+    daemon = Containerd(tmp_path_factory.mktemp("containerd"), shim_dir=SHIM_DIR)
+    try:
+        daemon.start()
+        daemon.import_image(rootfs_template)
+        yield daemon
+    finally:
+        daemon.close()
 
 
 class Bundle:

@@ -3,20 +3,15 @@ same kind of bundle against Debian's runc (the reference, with its own --root) a
 against ociruntime, and checks they behave the same — or, where this runtime refuses
 what runc does (rootless), that it says so."""
 
-import glob
-import hashlib
-import io
 import json
 import os
 import shutil
-import socket
-import struct
 import subprocess
-import tarfile
 import time
 
 import pytest
-from conftest import RUNTIME, Runtime, stop_daemon, wait_status
+from conftest import RUNTIME, Runtime, wait_status
+from containerd import IMAGE, pb_field, shim_call
 
 pytestmark = pytest.mark.root  # runc, the reference, comes with scripts/setup.sh (Debian's runc)
 
@@ -341,161 +336,40 @@ def _pids(rt, cid):
 
 # --- a real engine: containerd-shim-runc-v2 deletes a task that never started ------------------
 
-CONTAINERD = "/usr/bin/containerd"
 
-
-def test_containerd_shim_deletes_a_created_task(tmp_path, rootfs_template):
-    """A private containerd (its own root, state and socket), a busybox OCI image imported.
+def test_containerd_shim_deletes_a_created_task(containerd):
+    """With the private containerd (tests/containerd.py) and its busybox image:
     `ctr run -d --pid-file <unwritable>` leaves a task created, never started (ctr fails
     writing the pid file between the shim's create and start). The shim's Delete of a task
     in that state (containerd-shim-runc-v2's createdState.Delete) runs a plain
     `<runtime> delete <id>`, and takes an error as the delete failing: with runc it
     succeeds, the init is gone; so must it with ociruntime."""
-    base = tmp_path / "containerd"
-    base.mkdir()
-    (base / "config.toml").write_text(
-        f'version = 2\nroot = "{base}/root"\nstate = "{base}/state"\n'
-        'disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", '
-        '"io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", '
-        '"io.containerd.snapshotter.v1.aufs"]\n'
-        f'[grpc]\n  address = "{base}/containerd.sock"\n[ttrpc]\n  address = "{base}/containerd.sock.ttrpc"\n')
-    namespace = f"ocirt-{os.urandom(4).hex()}"
-    cgroups_before = set(glob.glob(f"/sys/fs/cgroup/*/{namespace}"))
-
-    def ctr(*args, check=True):
-        proc = subprocess.run(["ctr", "--address", f"{base}/containerd.sock", "-n", namespace, *map(str, args)],
-                              capture_output=True, text=True, timeout=60)
-        assert not check or proc.returncode == 0, f"ctr {args}: {proc.stdout}{proc.stderr}"
-        return proc
-
-    log = open(base / "containerd.log", "w")
-    daemon = subprocess.Popen([CONTAINERD, "--config", base / "config.toml"], stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
     made = []
+    results = {}
     try:
-        deadline = time.monotonic() + 30
-        while ctr("version", check=False).returncode != 0:
-            assert daemon.poll() is None and time.monotonic() < deadline, (base / "containerd.log").read_text()
-            time.sleep(0.1)
-        _oci_archive(rootfs_template, base / "busybox.tar", "docker.io/library/busybox:ociruntime-test")
-        ctr("images", "import", base / "busybox.tar")
-        results = {}
         for name, binary in (("runc", Runc.binary), ("ociruntime", RUNTIME)):
-            cid, root = f"{name}-created", base / f"{name}-root"
-            proc = ctr("run", "-d", "--runc-binary", binary, "--runc-root", root, "--pid-file", "/nonexistent/dir/pid",
-                       "docker.io/library/busybox:ociruntime-test", cid, "sleep", "100", check=False)
+            cid, root = containerd.new_id(name), os.path.join(containerd.base, f"{name}-root")
+            proc = containerd.ctr("run", "-d", "--null-io", "--runc-binary", binary, "--runc-root", root, "--pid-file",
+                                  "/nonexistent/dir/pid", IMAGE, cid, "sleep", "100", check=False)
             assert "/nonexistent/dir" in proc.stderr, proc.stderr
-            assert ctr("task", "ls").stdout.split()[-1] == "CREATED", ctr("task", "ls").stdout
-            pid = int(ctr("task", "ls").stdout.split()[-2])
-            bundle = base / "state/io.containerd.runtime.v2.task" / namespace / cid
-            made.append((cid, (bundle / "address").read_text().strip()))
-            deleted, error = _shim_call(made[-1][1], "Delete", _pb_field(1, cid.encode()), namespace)
-            listed = subprocess.run([binary, "--root", root / namespace, "list", "-q"], capture_output=True,
-                                    text=True).stdout.split()
+            pid, status = containerd.tasks()[cid]
+            assert status == "CREATED", containerd.tasks()
+            made.append((cid, containerd.shim_address(cid)))
+            deleted, error = shim_call(made[-1][1], "Delete", pb_field(1, cid.encode()), containerd.namespace)
+            listed = subprocess.run([binary, "--root", os.path.join(root, containerd.namespace), "list", "-q"],
+                                    capture_output=True, text=True, timeout=30).stdout.split()
             deadline = time.monotonic() + 5
             while _alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.02)
             results[name] = (deleted, error, listed, _alive(pid))
-        assert results["ociruntime"] == results["runc"] == (True, "", [], False), results
     finally:
         for cid, shim in made:
-            ctr("task", "delete", "--force", cid, check=False)
-            ctr("container", "delete", cid, check=False)
+            containerd.ctr("task", "delete", "--force", cid, check=False)
+            containerd.ctr("containers", "delete", cid, check=False)
             try:  # a shim whose task containerd didn't delete itself stays up until told
-                _shim_call(shim, "Shutdown", _pb_field(1, cid.encode()), namespace)
-            except (OSError, AssertionError):
+                shim_call(shim, "Shutdown", pb_field(1, cid.encode()), containerd.namespace)
+            except OSError:
                 pass  # it had gone, or went without answering
-        stop_daemon(daemon, 30)
-        log.close()
-        for path in sorted(set(glob.glob(f"/sys/fs/cgroup/*/{namespace}")) - cgroups_before):
-            os.rmdir(path)  # the namespace's parent cgroup (fails, and says so, if a container's is left)
-
-
-def _oci_archive(rootfs, out, name):
-    """An OCI image layout tarball with one layer, ``rootfs``; ``ctr images import`` names it ``name``."""
-    layer = io.BytesIO()
-    with tarfile.open(fileobj=layer, mode="w") as tar:
-        tar.add(str(rootfs), arcname=".")
-    blobs = {}
-
-    def blob(data, media_type):
-        digest = hashlib.sha256(data).hexdigest()
-        blobs[digest] = data
-        return {"mediaType": media_type, "digest": f"sha256:{digest}", "size": len(data)}
-
-    lay = blob(layer.getvalue(), "application/vnd.oci.image.layer.v1.tar")
-    cfg = blob(json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
-                           "rootfs": {"type": "layers", "diff_ids": [lay["digest"]]}}).encode(),
-               "application/vnd.oci.image.config.v1+json")
-    manifest = blob(json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                                "config": cfg, "layers": [lay]}).encode(), "application/vnd.oci.image.manifest.v1+json")
-    index = {"schemaVersion": 2, "manifests": [{**manifest, "annotations": {"io.containerd.image.name": name}}]}
-    with tarfile.open(out, "w") as tar:
-        files = {"oci-layout": b'{"imageLayoutVersion": "1.0.0"}', "index.json": json.dumps(index).encode(),
-                 **{f"blobs/sha256/{d}": b for d, b in blobs.items()}}
-        for path, data in files.items():
-            info = tarfile.TarInfo(path)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-
-
-def _shim_call(address, method, payload, namespace):
-    """One ttrpc call to the shim's containerd.task.v2.Task service, as containerd makes it:
-    a frame (length, stream id, type 1 = request, flags) around a protobuf Request. Returns
-    (ok, the error's message)."""
-    request = _pb_field(1, b"containerd.task.v2.Task") + _pb_field(2, method.encode()) + _pb_field(3, payload) + \
-        _pb_field(5, _pb_field(1, b"containerd-namespace") + _pb_field(2, namespace.encode()))
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(60)
-        s.connect(address.removeprefix("unix://"))
-        s.sendall(struct.pack(">IIBB", len(request), 1, 1, 0) + request)
-        length = struct.unpack(">IIBB", _recv(s, 10))[0]
-        status = dict(_pb_fields(_recv(s, length))).get(1)  # Response.status (google.rpc.Status)
-    return (False, dict(_pb_fields(status)).get(2, b"").decode()) if status else (True, "")
-
-
-def _recv(s, n):
-    data = b""
-    while len(data) < n:
-        chunk = s.recv(n - len(data))
-        assert chunk, "the shim hung up"
-        data += chunk
-    return data
-
-
-def _varint(n):
-    out = b""
-    while n > 0x7F:
-        out += bytes([n & 0x7F | 0x80])
-        n >>= 7
-    return out + bytes([n])
-
-
-def _pb_field(number, data):
-    """A length-delimited protobuf field."""
-    return _varint(number << 3 | 2) + _varint(len(data)) + data
-
-
-def _pb_fields(buf):
-    """(number, bytes) of each length-delimited field; varint fields are skipped."""
-    i = 0
-
-    def varint():
-        nonlocal i
-        value = shift = 0
-        while True:
-            b = buf[i]
-            i += 1
-            value |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                return value
-
-    while i < len(buf):
-        key = varint()
-        if key & 7 == 0:
-            varint()
-            continue
-        n = varint()
-        yield key >> 3, buf[i:i + n]
-        i += n
+    assert results["ociruntime"] == results["runc"] == (True, "", [], False), results
+    for cid, _ in made:
+        assert not containerd.leftovers(cid), containerd.leftovers(cid)

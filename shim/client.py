@@ -17,6 +17,7 @@ is how an engine learns of an exit.
 
 import posix
 import subprocess
+import sys
 
 from .protocol import message, pack_any
 from .ttrpc import NAMESPACE_KEY, Client, ConnectionClosed
@@ -128,3 +129,57 @@ class Shim:
 
 def _abspath(path):
     return path if path.startswith("/") else f"{posix.getcwd()}/{path}"
+
+
+def cli(argv):
+    """The shim from a shell, for engines (and people) that script it. ``ociruntime run
+    --detach`` keeps runc's behaviour; this keeps the container's stdio and exit status in
+    the shim instead."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python3 -m ociruntime_shim.client",
+                                     description="Drive a container through its shim, without containerd.")
+    parser.add_argument("--namespace", default="default", help="the shim group (default: %(default)s)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name, help):
+        sub = commands.add_parser(name, help=help)
+        sub.add_argument("bundle")
+        sub.add_argument("id")
+        return sub
+
+    run = command("run", "launch the shim, create and start the container; print the pid")
+    run.add_argument("--log", help="where the container's stdout and stderr go")
+    run.add_argument("--root", help="the runtime's state directory")
+    command("state", "print status and pid")
+    command("kill", "signal the container's init").add_argument("signal", nargs="?", default="TERM")
+    command("wait", "print the exit status once it exited, and exit with it")
+    command("delete", "delete the stopped container (the shim exits with its last one)")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        shim = Shim.launch(args.bundle, args.id, namespace=args.namespace)
+        shim.create(log=args.log, root=args.root)
+        print(shim.start())
+        shim.close()
+        return 0
+    shim = Shim.connect(args.bundle, args.id, namespace=args.namespace)
+    code = 0
+    if args.command == "state":
+        s = shim.state()
+        print({1: "created", 2: "running", 3: "stopped", 4: "paused"}.get(s.status, "unknown"), s.pid)
+    elif args.command == "kill":
+        name = args.signal
+        shim.kill(int(name) if name.isdigit() else signal.Signals["SIG" + name.upper().removeprefix("SIG")])
+    elif args.command == "wait":
+        code = shim.wait()[0]
+        print(code)
+    elif args.command == "delete":
+        shim.delete()
+        return 0
+    shim.close()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(cli(sys.argv[1:]))

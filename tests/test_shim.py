@@ -29,8 +29,14 @@ def engine(tmp_path, runtime):
         launched.append(shim)
         return shim
 
+    def adopt(bundle, cid):
+        """A shim launched by another process of the test: checked afterwards too."""
+        runtime.ids.add(cid)
+        launched.append(Shim.connect(bundle, cid, namespace=namespace))
+
     launch.namespace = namespace
     launch.root = str(tmp_path / "state")
+    launch.adopt = adopt
     yield launch
     for shim in launched:
         path = shim.address.removeprefix("unix://")
@@ -160,3 +166,29 @@ def test_metrics_from_runtime_stats():
     assert v1.blkio.io_service_bytes_recursive[0].value == 512
     v2 = metrics.convert(stats, unified=True)
     assert (v2.cpu.usage_usec, v2.memory.usage, v2.pids.limit, v2.io.usage[0].rbytes) == (5, 4096, 10, 512)
+
+
+def test_the_client_from_a_shell(engine, make_bundle, tmp_path):
+    """python3 -m ociruntime_shim.client: run (detached, output to a log), state, kill, wait,
+    delete — each its own process, as a script would call them."""
+    import subprocess
+    import sys
+
+    bundle = make_bundle("sh", "-c", "echo started; sleep 30")
+    env = {**os.environ, "PATH": f"{devbuild.OUT}:{os.environ['PATH']}",
+           "PYTHONPATH": f"{devbuild.PROJECT}:{os.path.join(devbuild.OUT, 'py')}"}
+
+    def client(*args):
+        proc = subprocess.run([sys.executable, "-m", "ociruntime_shim.client", "--namespace", engine.namespace,
+                               *args], capture_output=True, text=True, env=env, timeout=60)
+        return proc.returncode, proc.stdout.strip(), proc.stderr
+
+    log = tmp_path / "cli.log"
+    code, pid, err = client("run", "--log", str(log), "--root", engine.root, str(bundle.path), "cli")
+    assert code == 0 and pid.isdigit(), err
+    engine.adopt(str(bundle.path), "cli")
+    assert client("state", str(bundle.path), "cli")[:2] == (0, f"running {pid}")
+    assert client("kill", str(bundle.path), "cli", "KILL")[::2] == (0, "")
+    assert client("wait", str(bundle.path), "cli")[:2] == (137, "137")
+    assert client("delete", str(bundle.path), "cli")[0] == 0
+    assert log.read_text() == "started\n"

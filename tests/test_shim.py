@@ -3,6 +3,7 @@ and drives it with ociruntime_shim.client.Shim — real containers, checked from
 from the host (the shim process, its socket, the state directory afterwards).
 The containerd path is tests/test_containerd.py."""
 
+import errno
 import os
 import signal
 import time
@@ -72,6 +73,10 @@ def test_output_stdin_and_exit_status(engine, make_bundle, tmp_path):
     log = tmp_path / "io.log"
     pid = shim.create(log=str(log), stdin=True, root=engine.root)
     assert pid > 0 and shim.state().status == 1  # CREATED
+    # Cloned from the shim, the waiting init's exe is the shim's interpreter: sealed (CVE-2019-5736).
+    with pytest.raises(OSError) as refused:
+        os.close(os.open(f"/proc/{pid}/exe", os.O_WRONLY))
+    assert refused.value.errno == errno.EROFS, refused.value
     assert shim.start() == pid
     shim.write_stdin(b"hello\n")
     shim.close_stdin()

@@ -483,6 +483,8 @@ def _makedirs(path):
                 try:
                     posix.mkdir(d)
                 except FileExistsError:
+                    if not pathnames.isdir(d):
+                        raise
                     continue
                 made.append(d)
             return made

@@ -190,8 +190,16 @@ class Containerd:
             points = [_unescape(line.split()[4]) for line in f]
         return [p for p in points if p == under or p.startswith(under + "/")]
 
-    def leftovers(self, cid):
-        """What the container ``cid`` left after its task and container were deleted: []."""
+    def leftovers(self, cid, settle=10):
+        """What the container ``cid`` left after its task and container were deleted: [].
+        Asked again for up to ``settle`` seconds: a shim exits, and a dead shim's `delete`
+        action runs, a moment after containerd has answered."""
+        deadline = time.monotonic() + settle
+        while (found := self._left_by(cid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return found
+
+    def _left_by(self, cid):
         found = [f"container record {cid}"] if cid in self.ctr("containers", "ls", "-q").stdout.split() else []
         found += [f"process {pid}: {_command(pid)}" for pid in self.processes(cid)]
         found += [f"cgroup {d}" for d in self.cgroups(cid)]

@@ -79,6 +79,7 @@ class Engine:
             raise AssertionError(f"ctr run -d {cid}: exit {proc.returncode}\n{proc.stdout}{proc.stderr}")
         pid, status = self.containerd.tasks()[cid]
         assert status == "RUNNING", (cid, status)
+        self.containerd.shim_address(cid)  # remembered: what is left there is a leftover
         return pid
 
     def exec_argv(self, cid, exec_id, *command, options=()):

@@ -39,6 +39,7 @@ def argument_parser(doc):
     """The options both benchmarks take; add your own to it."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--shim-dir", help=f"directory of {SHIM} (default: build/dev if it is there, else PATH)")
+    parser.add_argument("--without-shim", action="store_true", help="leave our shim's row out, wherever it is")
     parser.add_argument("--runtime", default="ociruntime",
                         help="the ociruntime command containerd-shim-runc-v2 drives (default: ociruntime on PATH)")
     parser.add_argument("--reference", default="runc", help="the reference runtime (default: runc on PATH)")
@@ -52,7 +53,7 @@ def parse(parser):
     if "/usr/sbin" not in os.environ.get("PATH", "").split(":"):
         os.environ["PATH"] = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
     args.runtime, args.reference = resolve(args.runtime), resolve(args.reference)
-    args.shim_dir = shim_dir(args.shim_dir)
+    args.shim_dir = None if args.without_shim else shim_dir(args.shim_dir)
     return args
 
 
@@ -77,7 +78,8 @@ def ways(containerd, args):
 
 
 def header(args, title):
-    shim = os.path.join(args.shim_dir, SHIM) if args.shim_dir else "not found (build/dev, PATH): its row is left out"
+    shim = os.path.join(args.shim_dir, SHIM) if args.shim_dir else \
+        "left out (--without-shim)" if args.without_shim else "not found (build/dev, PATH): its row is left out"
     return [title,
             f"machine: nproc={os.cpu_count()} kernel={platform.release()}",
             f"containerd: {first_line([CONTAINERD, '--version'])}",

@@ -446,14 +446,23 @@ def _reset_affinity(pid):
 
 
 def _inherit_cpuset(path):
-    """A new v1 cpuset starts empty and takes no process: copy the parent's cpus and mems."""
+    """A new v1 cpuset starts empty and takes no process: copy the parent's cpus and mems.
+    A parent still empty (another create made it a moment ago and has not filled it yet)
+    is filled first from its own, as runc does; the hierarchy's root is never empty."""
     parent = path.rpartition("/")[0]
     for name in ("cpuset.cpus", "cpuset.mems"):
-        with open(f"{path}/{name}") as f:
-            if f.read().strip():
-                continue
-        with open(f"{parent}/{name}") as f:
-            _write(f"{path}/{name}", f.read().strip())
+        if _read_cpuset(f"{path}/{name}"):
+            continue
+        value = _read_cpuset(f"{parent}/{name}")
+        if not value:
+            _inherit_cpuset(parent)
+            value = _read_cpuset(f"{parent}/{name}")
+        _write(f"{path}/{name}", value)
+
+
+def _read_cpuset(path):
+    with open(path) as f:
+        return f.read().strip()
 
 
 def _is_leaf_ok(path):
@@ -480,11 +489,25 @@ def _missing(path):
 
 
 def _makedirs(path):
+    """Make ``path`` and its missing parents; the directories this call made. Containers
+    may share a parent none of them found (containerd's /<namespace>): one another create
+    made meanwhile is not ours (EEXIST, left out), one another delete removed meanwhile
+    (ENOENT below it) is made again."""
     made = []
-    for d in _missing(path):
-        posix.mkdir(d)
-        made.append(d)
-    return made
+    for attempt in range(100):
+        try:
+            for d in _missing(path):
+                try:
+                    posix.mkdir(d)
+                except FileExistsError:
+                    if not pathnames.isdir(d):
+                        raise
+                    continue
+                made.append(d)
+            return made
+        except FileNotFoundError:
+            if attempt == 99:
+                raise
 
 
 def _write(path, value):

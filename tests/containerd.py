@@ -9,8 +9,9 @@ containerd itself is the machine's (Debian's 1.6); everything it makes is kept f
   cgroupsPath), and the namespace is unique to this instance;
 - its shims reparent to init (they ``setsid``), so they are found by their command line,
   which names this instance's socket after ``-address``, and their children by parentage;
-- a shim's own socket is ``/run/containerd/s/<sha256(address/namespace/id)>``, as
-  containerd's shim library places it (runtime/v2/shim/util_unix.go, SocketAddress).
+- a shim's own socket is ``/run/containerd/s/<sha256(address/namespace/id)>`` where
+  containerd's shim library places it (runtime/v2/shim/util_unix.go, SocketAddress), or
+  whatever address the shim printed (the bundle's ``address`` file, read by ``shim_address``).
 
 Standard library only: bench/ctr_run.py and bench/shim_memory.py import it too.
 """
@@ -57,6 +58,7 @@ class Containerd:
         self.shim_dir = shim_dir
         self.daemon = None
         self.ids = set()  # every container id handed out: their shims' sockets are checked
+        self.addresses = {}  # id -> the socket paths its shim was seen to listen on
         os.makedirs(self.base, exist_ok=True)
         with open(self.config, "w") as f:
             f.write(f'version = 2\nroot = "{self.base}/root"\nstate = "{self.base}/state"\n'
@@ -134,13 +136,20 @@ class Containerd:
         return os.path.join(self.base, "state", "io.containerd.runtime.v2.task", self.namespace, cid)
 
     def shim_address(self, cid):
-        """The ttrpc address the task's shim printed (containerd keeps it in the bundle)."""
+        """The ttrpc address the task's shim printed (containerd keeps it in the bundle);
+        remembered, so that what is left there is checked too."""
         with open(os.path.join(self.bundle(cid), "address")) as f:
-            return f.read().strip()
+            address = f.read().strip()
+        self.addresses.setdefault(cid, set()).add(address.removeprefix("unix://"))
+        return address
 
-    def shim_socket(self, cid):
+    def shim_files(self, cid):
+        """What is on the machine of the shim sockets ``cid`` had: the one containerd's shim
+        library names for it, and any its shim was seen at, each with files named after it
+        (a shim may keep a lock or a directory beside its socket)."""
         digest = hashlib.sha256(os.path.join(self.address, self.namespace, cid).encode()).hexdigest()
-        return os.path.join(SHIM_SOCKETS, digest)
+        sockets = {os.path.join(SHIM_SOCKETS, digest), *self.addresses.get(cid, ())}
+        return sorted(p for s in sockets for p in glob.glob(glob.escape(s) + "*"))
 
     def tasks(self):
         """{id: (pid, status)} from ``ctr task ls``."""
@@ -190,15 +199,23 @@ class Containerd:
             points = [_unescape(line.split()[4]) for line in f]
         return [p for p in points if p == under or p.startswith(under + "/")]
 
-    def leftovers(self, cid):
-        """What the container ``cid`` left after its task and container were deleted: []."""
+    def leftovers(self, cid, settle=10):
+        """What the container ``cid`` left after its task and container were deleted: [].
+        Asked again for up to ``settle`` seconds: a shim exits, and a dead shim's `delete`
+        action runs, a moment after containerd has answered."""
+        deadline = time.monotonic() + settle
+        while (found := self._left_by(cid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return found
+
+    def _left_by(self, cid):
         found = [f"container record {cid}"] if cid in self.ctr("containers", "ls", "-q").stdout.split() else []
         found += [f"process {pid}: {_command(pid)}" for pid in self.processes(cid)]
         found += [f"cgroup {d}" for d in self.cgroups(cid)]
         found += [f"mount {m}" for m in self.mounts(self.bundle(cid))]
         found += [f"bundle {p}" for p in [self.bundle(cid)] if os.path.exists(p)]
         found += [f"FIFO {p}" for p in glob.glob(os.path.join(self.fifo_dir, "*", f"{cid}-*"))]
-        found += [f"socket {p}" for p in [self.shim_socket(cid)] if os.path.exists(p)]
+        found += [f"shim socket {p}" for p in self.shim_files(cid)]
         found += [f"runc state {p}" for p in [os.path.join(self.runc_root, self.namespace, cid)] if os.path.exists(p)]
         return found
 
@@ -215,7 +232,7 @@ class Containerd:
         found = [f"process {pid}: {_command(pid)}" for pid in self.processes()]
         found += [f"mount {m}" for m in self.mounts()]
         found += [f"cgroup {d}" for d in self.cgroups()]
-        return found + [f"socket {s}" for s in map(self.shim_socket, sorted(self.ids)) if os.path.exists(s)]
+        return found + [f"shim socket {p}" for cid in sorted(self.ids) for p in self.shim_files(cid)]
 
     def _special_files(self):
         """FIFOs and sockets in ``base``: a task's FIFOs or shim log not removed with it."""
@@ -280,9 +297,11 @@ class Containerd:
                 os.rmdir(d)
             except OSError:
                 pass  # reported by the second look
-        for s in map(self.shim_socket, self.ids):
-            if os.path.exists(s):
-                os.unlink(s)
+        for path in (p for cid in self.ids for p in self.shim_files(cid)):
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
 
 
 # --- the task service of a shim, called directly (ctr 1.6 has no `task update`)

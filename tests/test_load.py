@@ -5,6 +5,7 @@ answer is consistent, and nothing is left.
 OCIRUNTIME_LOAD_CONTAINERS and OCIRUNTIME_LOAD_WORKERS change the numbers.
 """
 
+import glob
 import json
 import os
 import threading
@@ -71,3 +72,37 @@ def test_many_containers_at_once(runtime, make_bundle, tmp_path):
     assert not watcher.is_alive(), "list/state hung"
     assert runtime("list", "--quiet").stdout == ""
     assert not leftovers(runtime, tmp_path)
+
+
+@pytest.mark.root
+def test_containers_sharing_a_parent_cgroup_none_of_them_found(runtime, make_bundle, tmp_path):
+    """containerd puts a namespace's containers in /<namespace>/<id>, and its first ones may
+    be created together: two creates make the same missing parent at once, and a delete
+    removes the parent it made while another create is making its own directory in it.
+    Neither may fail the other (a parent left with another's container in it stays, as runc
+    leaves every parent)."""
+    rootfs = make_bundle("true").rootfs
+    configs = []
+    for round_ in range(6):
+        parent = f"ocirt-shared-{os.urandom(4).hex()}"
+        for _ in range(WORKERS):
+            cid = runtime.new_id("shared")
+            path = tmp_path / cid
+            path.mkdir()
+            config = json.loads((rootfs.parent / "config.json").read_text())
+            config["root"]["path"] = str(rootfs)
+            config["linux"]["cgroupsPath"] = f"/{parent}/{cid}"
+            (path / "config.json").write_text(json.dumps(config))
+            configs.append((round_, parent, cid, path))
+    try:
+        for round_ in range(6):
+            batch = [(cid, path) for r, _, cid, path in configs if r == round_]
+            with ThreadPoolExecutor(WORKERS) as pool:
+                runs = list(pool.map(lambda c: runtime("run", "--bundle", c[1], c[0], check=False, timeout=120), batch))
+            failed = [f"{cid}: {proc.stderr.strip()}" for (cid, _), proc in zip(batch, runs, strict=True)
+                      if proc.returncode != 0]
+            assert not failed, f"round {round_}: {len(failed)} of {WORKERS} failed: {failed}"
+    finally:
+        for parent in {p for _, p, _, _ in configs}:
+            for d in glob.glob(f"/sys/fs/cgroup/*/{parent}"):
+                os.rmdir(d)

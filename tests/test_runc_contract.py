@@ -371,5 +371,5 @@ def test_containerd_shim_deletes_a_created_task(containerd):
             except OSError:
                 pass  # it had gone, or went without answering
     assert results["ociruntime"] == results["runc"] == (True, "", [], False), results
-    for cid, _ in made:
-        assert not containerd.leftovers(cid), containerd.leftovers(cid)
+    left = {cid: found for cid, _ in made if (found := containerd.leftovers(cid))}
+    assert not left, left

@@ -1,7 +1,8 @@
 """``containerd-shim-ociruntime-v2 delete``: containerd's cleanup after a shim that died
 (killed, or gone before containerd could reach it). The container is force-deleted, the
 rootfs unmounted, and a DeleteResponse written to stdout for containerd: the init's pid and
-128+SIGKILL, as containerd-shim-runc-v2 reports it (runtime/v2/runc/manager: Stop)."""
+128+SIGKILL, as containerd-shim-runc-v2 reports it (runtime/v2/runc/manager: Stop).
+Unlike that shim, the dead shim's socket file goes too (if nothing listens there now)."""
 
 import posix
 import time
@@ -10,7 +11,7 @@ from ociruntime import api
 from ociruntime.errors import OCIError
 from ociruntime.log import warn
 
-from . import mounts
+from . import mounts, rendezvous
 
 
 def after_dead_shim(opts):
@@ -24,6 +25,11 @@ def after_dead_shim(opts):
         warn(f"deleting container {opts['id']}: {e}")
     mounts.unmount_all(f"{bundle}/rootfs")
     mounts.remove_cleanup_record(bundle)
+    try:
+        with open(f"{bundle}/address") as f:
+            rendezvous.remove_dead(f.read().strip())
+    except OSError:
+        pass
     try:
         with open(f"{bundle}/init.pid") as f:
             pid = int(f.read() or 0)

@@ -146,11 +146,36 @@ def try_leave(address, has_tasks):
         if has_tasks() or _fresh_reservations(path):
             return False
         for leftover in (path, path + ".tasks"):
-            try:
-                (posix.rmdir if leftover.endswith(".tasks") else posix.unlink)(leftover)
-            except OSError:
-                pass
+            _remove_tree(leftover)
         posix.unlink(path + ".lock")  # under the lock: a start waiting on it will find no socket and bind anew
         return True
     finally:
         posix.close(lock)
+
+
+def remove_dead(address):
+    """A shim that died (SIGKILL) left its socket, lock and reservations: remove them, under
+    the lock, unless a live shim listens there by now."""
+    path = _path(address)
+    if not _exists(path):
+        return
+    lock = _locked(path)
+    try:
+        if _alive(path):
+            return
+        for leftover in (path, path + ".tasks"):
+            _remove_tree(leftover)
+        posix.unlink(path + ".lock")
+    finally:
+        posix.close(lock)
+
+
+def _remove_tree(path):
+    try:
+        for name in posix.listdir(path):
+            posix.unlink(f"{path}/{name}")
+        posix.rmdir(path)
+    except NotADirectoryError:
+        posix.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -13,6 +13,7 @@ import pytest
 from ociruntime_shim import main as shim_main
 from ociruntime_shim import metrics
 from ociruntime_shim.client import Shim
+from ociruntime_shim.ttrpc import ConnectionClosed
 
 SHIM = os.path.join(devbuild.OUT, devbuild.SHIM)
 
@@ -39,6 +40,20 @@ def engine(tmp_path, runtime):
     launch.root = str(tmp_path / "state")
     launch.adopt = adopt
     yield launch
+    for shim in launched:  # a test that failed half-way: its containers go, and with them the shim
+        try:
+            again = Shim.connect(shim.bundle, shim.id, namespace=namespace)
+        except (OSError, ConnectionClosed):
+            continue  # gone with its last container, as it should
+        try:
+            again.kill(signal.SIGKILL)
+        except Exception:  # noqa: BLE001 — stopped already, or never created
+            pass
+        try:
+            again.wait(timeout=10)
+            again.delete()
+        except Exception:  # noqa: BLE001
+            again.shutdown()
     for shim in launched:
         path = shim.address.removeprefix("unix://")
         deadline = time.monotonic() + 5

@@ -11,8 +11,8 @@ checkout's source tree first on sys.path.
     python3 -I native/build_launcher.py OUT SCRIPT            # the installed package's command
     python3 -I native/build_launcher.py --shim OUT SCRIPT     # containerd-shim-ociruntime-v2
 
-The shim's build (-DOCI_SHIM) runs every action from the sealed handle — its long-lived
-process clones the inits — and starts no primer.
+The shim's build (-DOCI_SHIM) runs ``start`` from the sealed handle — the long-lived
+process it forks clones the inits — and starts no primer.
 
 The value-taking global options the C side skips to find the command word come from
 ``ociruntime.main.GLOBAL`` as this process imports it, the sealed handle's empty

@@ -243,9 +243,10 @@ int main(int argc, char **argv)
     int clones = command && (strcmp(command, "create") == 0 || strcmp(command, "run") == 0 ||
                              strcmp(command, "exec") == 0);
 #ifdef OCI_SHIM
-    /* containerd-shim-ociruntime-v2: its long-lived process clones every init it serves,
-     * and no cgroup waits on its path (it joins none) */
-    int sealed = 1;
+    /* containerd-shim-ociruntime-v2 ... ACTION: the long-lived shim that `start` forks
+     * clones every init it serves; `delete` clones nothing. No primer: the shim joins no
+     * cgroup of its own. */
+    int sealed = argc > 1 && strcmp(argv[argc - 1], "start") == 0;
     clones = 0;
 #else
     int sealed = clones;

@@ -7,7 +7,6 @@ Unlike that shim, the dead shim's socket file goes too (if nothing listens there
 import posix
 import time
 
-from ociruntime import api
 from ociruntime.errors import OCIError
 from ociruntime.log import warn
 
@@ -15,8 +14,31 @@ from . import mounts, rendezvous
 
 
 def after_dead_shim(opts):
-    """The DeleteResponse's bytes."""
+    """The DeleteResponse's bytes.
+
+    containerd runs this after every task's connection closed, also when the shim deleted
+    the task itself and is well (runtime/v2/manager.go: its onClose), and waits for it: on
+    every container's delete path. Then the bundle holds no cleanup record, nothing is to
+    be done, and the answer is the empty message (all fields zero) — nothing imported, no
+    protobuf, no runtime."""
     bundle = opts.get("bundle") or posix.getcwd()
+    _remove_dead_shim(bundle)
+    if not mounts.has_cleanup_record(bundle):
+        return b""
+    return _cleanup(opts, bundle)
+
+
+def _remove_dead_shim(bundle):
+    try:
+        with open(f"{bundle}/address") as f:
+            rendezvous.remove_dead(f.read().strip())
+    except OSError:
+        pass
+
+
+def _cleanup(opts, bundle):
+    from ociruntime import api
+
     record = mounts.read_cleanup_record(bundle)
     root = record.get("root") or f"/run/containerd/ociruntime/{opts['namespace']}"
     try:
@@ -25,11 +47,6 @@ def after_dead_shim(opts):
         warn(f"deleting container {opts['id']}: {e}")
     mounts.unmount_all(f"{bundle}/rootfs")
     mounts.remove_cleanup_record(bundle)
-    try:
-        with open(f"{bundle}/address") as f:
-            rendezvous.remove_dead(f.read().strip())
-    except OSError:
-        pass
     try:
         with open(f"{bundle}/init.pid") as f:
             pid = int(f.read() or 0)

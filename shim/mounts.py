@@ -4,9 +4,8 @@ unmounted at delete; and the small record the ``delete`` action reads after a sh
 
 import posix
 
-from ociruntime import fastjson, native
+from ociruntime import fastjson
 from ociruntime.errors import OCIError
-from ociruntime.linux import mountopts
 
 RECORD = "ociruntime-shim.json"
 
@@ -15,6 +14,9 @@ def mount_rootfs(bundle, rootfs):
     """Mount each of containerd's mounts on <bundle>/rootfs, in order; the targets mounted."""
     if not rootfs:
         return []
+    from ociruntime import native
+    from ociruntime.linux import mountopts
+
     target = f"{bundle}/rootfs"
     try:
         posix.mkdir(target, 0o711)
@@ -42,6 +44,8 @@ def unmount_rootfs(bundle, mounted):
 
 
 def _unmount(targets):
+    from ociruntime import native
+
     for target in reversed(targets):
         native.detach_mount(target)
 
@@ -57,6 +61,14 @@ def unmount_all(target):
 def write_cleanup_record(bundle, root, mounted):
     with open(f"{bundle}/{RECORD}", "w") as f:
         f.write(fastjson.dumps({"root": root, "rootfs_mounted": mounted}))
+
+
+def has_cleanup_record(bundle):
+    try:
+        posix.stat(f"{bundle}/{RECORD}")
+        return True
+    except FileNotFoundError:
+        return False
 
 
 def read_cleanup_record(bundle):

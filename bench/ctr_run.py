@@ -5,6 +5,7 @@ containerd-shim-runc-v2 with runc, and containerd-shim-runc-v2 with ociruntime.
 Usage (as root):
 
     python3 bench/ctr_run.py [--runs N] [--shim-dir DIR] [--runtime PATH] [--reference PATH] [--json FILE]
+                             [--beside-running]
 
 One private containerd (tests/containerd.py: its own root, state, sockets and namespace
 in a temporary directory) runs every sample. The ways take turns within each round, in
@@ -28,6 +29,9 @@ def main():
     parser = ctrbench.argument_parser(__doc__)
     parser.add_argument("--runs", type=int, default=30, help="samples per way (default 30)")
     parser.add_argument("--json", metavar="FILE", help="also write every sample")
+    parser.add_argument("--beside-running", action="store_true",
+                        help="keep one container of each way running meanwhile (a namespace that is in use: our "
+                             "shim, one per namespace, is then already up; containerd-shim-runc-v2 is per container)")
     args = ctrbench.parse(parser)
     if args.runs < 1:
         raise SystemExit("ctr_run: --runs must be at least 1")
@@ -37,17 +41,28 @@ def main():
             ways = ctrbench.ways(containerd, args)
             errors = os.path.join(containerd.base, "ctr.stderr")
             samples = {way.name: [] for way in ways}
+            running = []
+            if args.beside_running:
+                for way in ways:
+                    running.append(containerd.new_id("resident"))
+                    containerd.ctr(*ctrbench.run_args(containerd, way, running[-1], "sleep", "3600",
+                                                      options=["--detach", "--null-io"]))
             for i in range(args.runs + 1):  # round 0 warms up
                 for way in ctrbench.rotated(ways, i):
                     run = ctrbench.run_args(containerd, way, containerd.new_id("bench"), "/bin/true", options=["--rm"])
                     wall, _ = spawn(containerd.ctr_argv("--timeout", "60s", *run), stderr=errors)
                     if i:
                         samples[way.name].append(wall)
+            for cid in running:
+                containerd.ctr("task", "kill", "--signal", "SIGKILL", cid)
+                containerd.ctr("task", "delete", "--force", cid)
+                containerd.ctr("containers", "delete", cid)
     except BenchError as e:
         print(f"ctr_run: {e}", file=sys.stderr)
         return 1
     reference = summary(samples[ctrbench.REFERENCE])["median"]
-    print(f"\n{args.runs} rounds; ratio = median / median of {ctrbench.REFERENCE}")
+    beside = ", one container of each way running beside" if args.beside_running else ""
+    print(f"\n{args.runs} rounds{beside}; ratio = median / median of {ctrbench.REFERENCE}")
     print(f"  {'':<24}{'median':>10}{'p90':>10}{'ratio':>9}")
     for name, values in samples.items():
         s = summary(values)

@@ -87,6 +87,7 @@ class Task:
         self.stdio = (request.stdin, request.stdout, request.stderr, request.terminal)
         self.init = None
         self.execs = {}
+        self.oom_file = None  # its memory cgroup's counter of OOM kills, once started
         self.oom_kills = 0
         self.oom_timer = None
 
@@ -225,6 +226,7 @@ class TaskService:
         else:
             if task.oom_timer is not None:
                 task.oom_timer.cancel()
+                task.oom_timer = None
             api.delete(task.id, force=True, root=task.root)  # created: its init is killed, as runc's delete does
             mounts.unmount_rootfs(task.bundle, task.rootfs_mounts)
             mounts.remove_cleanup_record(task.bundle)
@@ -364,6 +366,12 @@ class TaskService:
                 self._exited(process, status)
 
     def _exited(self, process, status):
+        task = process.task
+        if process is task.init:
+            if task.oom_timer is not None:
+                task.oom_timer.cancel()
+                task.oom_timer = None
+            self._check_oom(task)  # before the exit, as containerd-shim-runc-v2's eventfd has it
         process.exited(exit_code(status))
         self._publish("/tasks/exit", "containerd.events.TaskExit", container_id=process.task.id, id=process.id,
                       pid=process.pid, exit_status=process.exit_status, exited_at=timestamp(process.exited_at))
@@ -372,22 +380,26 @@ class TaskService:
 
     def _watch_oom(self, task):
         """TaskOOM when the kernel's OOM killer took a process from the container: its
-        memory cgroup's oom_kill counter, read every OOM_POLL_SECONDS while it runs."""
-        path = metrics.oom_counter_file(task.init.pid)
-        if path is None:
+        memory cgroup's oom_kill counter, read every OOM_POLL_SECONDS while it runs and once
+        more when its init exits (an init the OOM killer took exits at once)."""
+        task.oom_file = metrics.oom_counter_file(task.init.pid)
+        if task.oom_file is None:
             return
-        task.oom_kills = metrics.oom_kills(path)
+        task.oom_kills = metrics.oom_kills(task.oom_file)
 
         def poll():
-            if task.init.exit_status is not None:
-                return
-            count = metrics.oom_kills(path)
-            if count > task.oom_kills:
-                task.oom_kills = count
-                self._publish("/tasks/oom", "containerd.events.TaskOOM", container_id=task.id)
+            self._check_oom(task)
             task.oom_timer = self.loop.call_later(OOM_POLL_SECONDS, poll)
 
         task.oom_timer = self.loop.call_later(OOM_POLL_SECONDS, poll)
+
+    def _check_oom(self, task):
+        if task.oom_file is None:
+            return
+        count = metrics.oom_kills(task.oom_file)
+        if count > task.oom_kills:
+            task.oom_kills = count
+            self._publish("/tasks/oom", "containerd.events.TaskOOM", container_id=task.id)
 
     def _publish(self, topic, name, **fields):
         self.publisher.publish(topic, message(name)(**fields))

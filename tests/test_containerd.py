@@ -136,6 +136,25 @@ def test_detached_task_killed_reports_its_exit(engine, containerd, tmp_path):
     engine.ctr("containers", "delete", cid)
 
 
+
+def test_oom_kill_is_published(engine, containerd, tmp_path):
+    """A container over its memory limit (busybox's tail holds /dev/zero's one endless line):
+    the kernel's OOM killer takes it, and containerd gets /tasks/oom for it, then its exit."""
+    events_out = tmp_path / "events"
+    with open(events_out, "w") as out:
+        events = subprocess.Popen(containerd.ctr_argv("events"), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        cid = engine.new_id()
+        engine.start(cid, "tail", "/dev/zero", options=["--memory-limit", str(32 << 20), "--null-io"])
+        _wait_for(lambda: _events(events_out, "/tasks/oom", cid), "a /tasks/oom event")
+        exits = _wait_for(lambda: _events(events_out, "/tasks/exit", cid), "a /tasks/exit event")
+        assert [e["exit_status"] for e in exits] == [128 + signal.SIGKILL], exits
+    finally:
+        events.terminate()
+        events.wait(10)
+    engine.ctr("task", "delete", cid)
+    engine.ctr("containers", "delete", cid)
+
 # Waits (10 s at most) until ctr has sized the terminal, prints it and its size, then waits
 # (20 s at most) for the size to change and prints the new one. ctr 1.6 sizes the pty only
 # after the task has started: until then it is 0x0, and busybox's `stty size` fails on that.

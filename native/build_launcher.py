@@ -12,7 +12,8 @@ checkout's source tree first on sys.path.
     python3 -I native/build_launcher.py --shim OUT SCRIPT     # containerd-shim-ociruntime-v2
 
 The shim's build (-DOCI_SHIM) runs ``start`` from the sealed handle — the long-lived
-process it forks clones the inits — and starts no primer.
+process it forks clones the inits — starts no primer, and answers ``delete`` itself when
+there is nothing to clean up (containerd runs it after every task's delete and waits).
 
 The value-taking global options the C side skips to find the command word come from
 ``ociruntime.main.GLOBAL`` as this process imports it, the sealed handle's empty
@@ -45,7 +46,7 @@ def build(out, python, script, shim=False):
                     os.path.join(HERE, "launcher.c"), os.path.join(HERE, "exeseal.c"),
                     f'-DOCI_PYTHON="{python}"', f'-DOCI_SCRIPT="{script}"',
                     f"-DOCI_VALUE_OPTIONS={value_options()}", f'-DOCI_EXESEAL_EMPTY_DIR="{exeseal_empty_dir()}"',
-                    *(["-DOCI_SHIM"] if shim else [])],
+                    *(['-DOCI_SHIM', f'-DOCI_SHIM_RECORD="{shim_record()}"'] if shim else [])],
                    check=True)
     os.replace(out + ".tmp", out)
 
@@ -55,6 +56,13 @@ def value_options():
     from ociruntime.main import GLOBAL
 
     return ",".join(f'"{name}"' for name, (_, takes_value, _) in GLOBAL.items() if takes_value)
+
+
+def shim_record():
+    """The file in a bundle that says a task has something to clean up: ``ociruntime_shim.mounts``'."""
+    from ociruntime_shim.mounts import RECORD
+
+    return RECORD
 
 
 def exeseal_empty_dir():

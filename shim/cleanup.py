@@ -20,7 +20,8 @@ def after_dead_shim(opts):
     the task itself and is well (runtime/v2/manager.go: its onClose), and waits for it: on
     every container's delete path. Then the bundle holds no cleanup record, nothing is to
     be done, and the answer is the empty message (all fields zero) — nothing imported, no
-    protobuf, no runtime."""
+    protobuf, no runtime. (The shim's C launcher gives that answer before Python starts,
+    unless a dead shim's socket is to be removed; this covers a pip console script.)"""
     bundle = opts.get("bundle") or posix.getcwd()
     _remove_dead_shim(bundle)
     if not mounts.has_cleanup_record(bundle):

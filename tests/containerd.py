@@ -34,6 +34,7 @@ import time
 CONTAINERD = "/usr/bin/containerd"
 CTR = "/usr/bin/ctr"
 IMAGE = "docker.io/library/busybox:ociruntime-test"
+SHIM_RUNTIME_ROOT = "/run/containerd/ociruntime"  # our shim's --root for a namespace: <this>/<namespace>
 SHIM_SOCKETS = "/run/containerd/s"
 CGROUP_ROOT = "/sys/fs/cgroup"
 # Plugins a test needs none of: CRI (it would want CNI and pull images) and the snapshotters
@@ -267,6 +268,15 @@ class Containerd:
                 os.rmdir(top)  # the namespace's own, made along with its first container's
             except OSError as e:
                 found.append(f"cgroup {top}: {e.strerror}")
+        # Our shim's runtime root for the namespace (and its signing key beside it) stays after
+        # the last task, as containerd-shim-runc-v2's /run/containerd/runc/<ns> does: the
+        # namespace is this daemon's own, so they go with it; a container's state in there is a leftover.
+        root = os.path.join(SHIM_RUNTIME_ROOT, self.namespace)
+        if os.path.isdir(root):
+            found += [f"runtime state {os.path.join(root, name)}" for name in os.listdir(root)]
+            shutil.rmtree(root)
+        if os.path.exists(root + ".key"):
+            os.unlink(root + ".key")
         remaining = self._on_the_machine()
         if remaining:
             raise AssertionError(f"left behind {found}; could not remove {remaining} (kept {self.base})")

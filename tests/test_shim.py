@@ -212,3 +212,39 @@ def test_the_client_from_a_shell(engine, make_bundle, tmp_path):
     assert client("wait", str(bundle.path), "cli")[:2] == (137, "137")
     assert client("delete", str(bundle.path), "cli")[0] == 0
     assert log.read_text() == "started\n"
+
+
+def test_the_runtime_runs_in_the_shim_itself(engine, make_bundle, tmp_path):
+    """Every Task call is served in the shim's own process: traced from before Create to the
+    shim's exit, the only program executed is the container's (no `ociruntime` per call)."""
+    import subprocess
+
+    bundle = make_bundle("sleep", "30")
+    shim = engine(bundle, "inproc")
+    owner = shim_pid(shim)
+    trace = tmp_path / "execve.trace"
+    strace = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=execve", "-o", str(trace), "-p", str(owner)])
+    deadline = time.monotonic() + 10
+    while _tracer(owner) == 0:
+        assert time.monotonic() < deadline and strace.poll() is None, "strace did not attach to the shim"
+        time.sleep(0.02)
+    pid = shim.create(root=engine.root)
+    assert shim.start() == pid
+    assert shim.state().status == 2  # RUNNING
+    assert shim.pids() == [pid]
+    shim._call("Pause", "PauseRequest")
+    shim._call("Resume", "ResumeRequest")
+    assert shim._call("Stats", "StatsRequest", "containerd.task.v2.StatsResponse").stats.type_url
+    shim.kill(signal.SIGKILL)
+    assert shim.wait(timeout=30)[0] == 137
+    shim.delete()
+    assert gone(owner)
+    strace.wait(timeout=10)
+    executed = [(int(line.split()[0]), line.split('"')[1]) for line in trace.read_text().splitlines()
+                if "execve(" in line and line.rstrip().endswith("= 0")]
+    assert executed == [(pid, "/bin/sleep")], trace.read_text()
+
+
+def _tracer(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("TracerPid:")).split()[1])

@@ -33,14 +33,19 @@ class Shim:
         self._stdin = None
 
     @classmethod
-    def launch(cls, bundle, container_id, *, namespace="default", binary=SHIM, engine="ociruntime-client"):
-        """Start (or join: see shim/main.py's grouping) the shim for ``bundle`` and connect."""
+    def launch(cls, bundle, container_id, *, namespace="default", binary=SHIM, engine="ociruntime-client",
+               shim_cgroup=None):
+        """Start (or join: see shim/main.py's grouping) the shim for ``bundle`` and connect.
+        ``shim_cgroup``: the cgroup a new shim is started in (containerd's runtime option)."""
         bundle = _abspath(bundle)
+        options = b""  # containerd writes the task's runtime options to start's stdin
+        if shim_cgroup:
+            options = pack_any(message("containerd.runc.v1.Options")(shim_cgroup=shim_cgroup)).SerializeToString()
         proc = subprocess.run([binary, "-namespace", namespace, "-address", engine, "-id", container_id, "start"],
-                              cwd=bundle, capture_output=True, text=True, timeout=60)
+                              cwd=bundle, input=options, capture_output=True, timeout=60)
         if proc.returncode != 0:
-            raise RuntimeError(f"{binary} start: {proc.stderr.strip() or proc.returncode}")
-        return cls(proc.stdout.strip(), bundle, container_id, namespace)
+            raise RuntimeError(f"{binary} start: {proc.stderr.decode().strip() or proc.returncode}")
+        return cls(proc.stdout.decode().strip(), bundle, container_id, namespace)
 
     @classmethod
     def connect(cls, bundle, container_id, *, namespace="default"):
@@ -54,18 +59,21 @@ class Shim:
         return self.client.call(SERVICE, method, request, message(response_name), timeout=timeout,
                                 metadata={NAMESPACE_KEY: self.namespace})
 
-    def create(self, log=None, stdin=False, terminal=False, root=None):
+    def create(self, log=None, stdin=False, terminal=False, root=None, io_owner=None):
         """Create the container; its stdout and stderr are appended to ``log`` (if given). With
         ``stdin`` a FIFO in the bundle is its stdin: ``write_stdin``. ``root``: the runtime's
-        state directory (the shim's default: /run/containerd/ociruntime/<namespace>). The
-        init's pid."""
+        state directory (the shim's default: /run/containerd/ociruntime/<namespace>).
+        ``io_owner``: (uid, gid) owning the container's ends of its stdio pipes. The init's pid."""
         stdin_path = ""
         if stdin:
             stdin_path = f"{self.bundle}/stdin"
             if not posix.access(stdin_path, posix.F_OK):
                 posix.mkfifo(stdin_path, 0o600)
         out = f"file://{log}" if log else ""
-        options = pack_any(message("containerd.runc.v1.Options")(root=root)) if root else None
+        uid, gid = io_owner or (0, 0)
+        options = None
+        if root or io_owner:
+            options = pack_any(message("containerd.runc.v1.Options")(root=root, io_uid=uid, io_gid=gid))
         return self._call("Create", "CreateTaskRequest", "containerd.task.v2.CreateTaskResponse",
                           bundle=self.bundle, stdin=stdin_path, stdout=out, stderr=out, terminal=terminal,
                           options=options).pid
@@ -152,13 +160,14 @@ def cli(argv):
     run = command("run", "launch the shim, create and start the container; print the pid")
     run.add_argument("--log", help="where the container's stdout and stderr go")
     run.add_argument("--root", help="the runtime's state directory")
+    run.add_argument("--shim-cgroup", help="the cgroup a new shim starts in (absolute, from each hierarchy's root)")
     command("state", "print status and pid")
     command("kill", "signal the container's init").add_argument("signal", nargs="?", default="TERM")
     command("wait", "print the exit status once it exited, and exit with it")
     command("delete", "delete the stopped container (the shim exits with its last one)")
     args = parser.parse_args(argv)
     if args.command == "run":
-        shim = Shim.launch(args.bundle, args.id, namespace=args.namespace)
+        shim = Shim.launch(args.bundle, args.id, namespace=args.namespace, shim_cgroup=args.shim_cgroup)
         shim.create(log=args.log, root=args.root)
         print(shim.start())
         shim.close()

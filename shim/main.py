@@ -12,6 +12,8 @@ prints the address and exits — containerd waits for that exit and for stdout t
 
 ``start`` is on every container's path, so it imports no protobuf: the address is known
 before the daemon has loaded anything, and a connection made early waits in the backlog.
+The task's runtime options, which containerd writes to its stdin, are read by hand
+(shim/wire.py) for the one field ``start`` acts on, ``shim_cgroup``.
 """
 
 import posix
@@ -19,11 +21,15 @@ import sys
 
 from ociruntime.errors import OCIError
 
+from . import wire
+
 # Annotations that put containers in one shim, as containerd-shim-runc-v2 reads them
 # (runtime/v2/runc/manager); ours first.
 GROUP_ANNOTATIONS = ("io.containerd.ociruntime.v2.group", "io.containerd.runc.v2.group",
                      "io.kubernetes.cri.sandbox-id")
 SOCKET_DIR = "/run/containerd/s"  # containerd's own (runtime/v2/shim/util_unix.go: socketRoot)
+OPTIONS_TYPE = "containerd.runc.v1.Options"  # shim/proto/containerd.runc.v1.proto
+SHIM_CGROUP_FIELD = 3  # Options.shim_cgroup
 FLAGS = {"-namespace": "namespace", "-address": "address", "-publish-binary": "publish_binary", "-id": "id",
          "-bundle": "bundle", "-socket": "socket"}
 
@@ -68,11 +74,65 @@ def socket_address(containerd_address, namespace, group):
     return f"unix://{SOCKET_DIR}/{digest}"
 
 
+def start_options(data):
+    """What ``start`` takes from the task's runtime options (an Any on its stdin, or
+    nothing): ``shim_cgroup``. Options of another type are not ours to read, as the runc
+    shim ignores them."""
+    if not data:
+        return {}
+    try:
+        packed = dict(wire.fields(data))
+        if not isinstance(packed.get(1), bytes) or packed[1].decode().rpartition("/")[2] != OPTIONS_TYPE:
+            return {}
+        shim_cgroup = dict(wire.fields(packed.get(2, b""))).get(SHIM_CGROUP_FIELD, b"")
+        return {"shim_cgroup": shim_cgroup.decode()} if isinstance(shim_cgroup, bytes) else {}
+    except (ValueError, UnicodeDecodeError) as e:
+        raise OCIError(f"runtime options on stdin: {e}") from None
+
+
+def join_shim_cgroup(path):
+    """Move this process, and so the shim it forks, into the cgroup ``path`` names (from each
+    hierarchy's root), as containerd-shim-runc-v2 moves its shim: the cgroup2 directory, or
+    every v1 hierarchy that has it."""
+    from ociruntime import cgroups, pathnames
+
+    if not path.startswith("/") or pathnames.normpath(path) != path:
+        raise OCIError(f"options.shim_cgroup: {path!r} is not an absolute, normalized cgroup path")
+    joined = 0
+    for mountpoint in cgroups.hierarchies().values():
+        try:
+            with open(f"{mountpoint}{path}/cgroup.procs", "w") as f:
+                f.write(str(posix.getpid()))
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise OCIError(f"options.shim_cgroup: {mountpoint}{path}: {e.strerror}") from None
+        joined += 1
+    if not joined:
+        raise OCIError(f"options.shim_cgroup: {path}: no such cgroup")
+
+
+def _stdin():
+    """All of stdin (containerd writes the options and closes it); nothing from a terminal."""
+    if posix.isatty(0):
+        return b""
+    chunks = []
+    try:
+        while chunk := posix.read(0, 65536):
+            chunks.append(chunk)
+    except OSError:  # no stdin at all
+        pass
+    return b"".join(chunks)
+
+
 def start(opts):
     from ociruntime import fastjson
 
     from . import rendezvous
 
+    shim_cgroup = start_options(_stdin()).get("shim_cgroup")
+    if shim_cgroup:
+        join_shim_cgroup(shim_cgroup)  # the shim forked below is born there (one already serving stays put)
     with open("config.json", "rb") as f:
         annotations = fastjson.loads(f.read()).get("annotations") or {}
     address = socket_address(opts.get("address", ""), opts["namespace"], group_of(annotations, opts["namespace"]))

@@ -18,6 +18,8 @@ import os
 
 from google.protobuf import any_pb2, descriptor_pool, empty_pb2, message_factory, timestamp_pb2
 
+from . import wire
+
 DESCRIPTORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "proto", "descriptors.binpb")
 
 # The runtime-spec types containerd registers for Any as JSON (runtime/typeurl.go): an exec's
@@ -82,33 +84,14 @@ def _load(path):
     except FileNotFoundError:
         raise ImportError(f"{path} is missing: shim/proto/build.py compiles it (setup.py and tests/devbuild.py "
                           "run it)") from None
-    for serialized in _fields_1(data):
-        name = next(_fields_1(serialized)).decode()  # protoc writes FileDescriptorProto.name first
+    for number, serialized in wire.fields(data):  # a FileDescriptorSet holds its files as field 1
+        if number != 1:
+            raise ValueError(f"{path}: not a FileDescriptorSet (field {number})")
+        name = next(v for n, v in wire.fields(serialized) if n == 1).decode()  # FileDescriptorProto.name
         try:
             _pool.FindFileByName(name)
         except KeyError:
             _pool.AddSerializedFile(serialized)
-
-
-def _fields_1(data):
-    """Field 1's values in a serialized message that starts with them: a FileDescriptorSet's
-    files (all it holds: anything else fails once they are read), a file's name (only the
-    first is taken). Read by hand: descriptor_pb2 would cost 0.6 MB of memory to split one set."""
-    pos = 0
-    while pos < len(data) and data[pos] == 0x0A:  # field 1, wire type 2
-        length = shift = 0
-        pos += 1
-        while True:
-            byte = data[pos]
-            length |= (byte & 0x7F) << shift
-            pos += 1
-            shift += 7
-            if byte < 0x80:
-                break
-        yield data[pos:pos + length]
-        pos += length
-    if pos < len(data):
-        raise ValueError(f"{DESCRIPTORS}: not a FileDescriptorSet (byte {pos})")
 
 
 _load(DESCRIPTORS)

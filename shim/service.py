@@ -144,7 +144,7 @@ class TaskService:
         io = None
         try:
             mounts.write_cleanup_record(r.bundle, root, bool(rootfs))
-            io = ProcessIO(self.loop, r.stdin, r.stdout, r.stderr, r.terminal)
+            io = ProcessIO(self.loop, r.stdin, r.stdout, r.stderr, r.terminal, options.get("io_owner"))
             pid = api.create(r.id, r.bundle, root=root, console=io.console_peer(),
                              stdio=None if r.terminal else io.stdio, pid_file=f"{r.bundle}/init.pid",
                              no_pivot=options.get("no_pivot_root", False),
@@ -245,8 +245,8 @@ class TaskService:
         if status not in ("created", "running"):
             raise Error.of(Code.FAILED_PRECONDITION, f"cannot exec in a {status} container")
         spec = unpack_any(r.spec)
-        task.execs[r.exec_id] = Process(task, r.exec_id, ProcessIO(self.loop, r.stdin, r.stdout, r.stderr,
-                                                                   r.terminal), spec)
+        io = ProcessIO(self.loop, r.stdin, r.stdout, r.stderr, r.terminal, task.options.get("io_owner"))
+        task.execs[r.exec_id] = Process(task, r.exec_id, io, spec)
         self._publish("/tasks/exec-added", "containerd.events.TaskExecAdded", container_id=r.id, exec_id=r.exec_id)
         return message("google.protobuf.Empty")()
 
@@ -407,7 +407,9 @@ class TaskService:
 
 def _runc_options(any_):
     """CreateTaskRequest.options: containerd.runc.v1.Options (``ctr --runc-root``...), the
-    fields this shim honours; a setting it can't honour is refused, not dropped."""
+    fields this shim honours; a setting it can't honour is refused, not dropped. Two are
+    not Create's: ``shim_cgroup`` is start's (shim/main.py), ``binary_name`` names the runtime
+    the runc shim runs, and this shim is that runtime."""
     if not any_.type_url:
         return {}
     opts = unpack_any(any_)
@@ -415,7 +417,8 @@ def _runc_options(any_):
         raise Error.of(Code.UNIMPLEMENTED, "options.systemd_cgroup: the systemd cgroup driver is not supported yet")
     if opts.criu_path or opts.criu_image_path or opts.criu_work_path:
         raise Error.of(Code.UNIMPLEMENTED, "options.criu_*: checkpoint/restore is not supported yet")
-    return {"root": opts.root, "no_pivot_root": opts.no_pivot_root, "no_new_keyring": opts.no_new_keyring}
+    return {"root": opts.root, "no_pivot_root": opts.no_pivot_root, "no_new_keyring": opts.no_new_keyring,
+            "io_owner": (opts.io_uid, opts.io_gid)}
 
 
 def _runtime_errors(handler):

@@ -152,8 +152,11 @@ class ProcessIO:
     """One process's stdio: what to hand the runtime (``stdio`` fds or a ``console``
     socket) before it starts the process, and the pumps that run afterwards."""
 
-    def __init__(self, loop, stdin, stdout, stderr, terminal):
+    def __init__(self, loop, stdin, stdout, stderr, terminal, owner=None):
+        """``owner``: (uid, gid) the process's ends of its pipes are given (containerd's
+        io_uid/io_gid, for a user namespace's process to reopen them through /proc/self/fd)."""
         self.loop = loop
+        self.owner = owner if owner and any(owner) else None
         self.paths = (stdin, stdout, stderr)
         self.terminal = terminal
         self.pumps = []
@@ -184,6 +187,8 @@ class ProcessIO:
         r, w = posix.pipe2(posix.O_CLOEXEC)
         ours, theirs = (w, r) if index == 0 else (r, w)
         self._child_ends.append(theirs)
+        if self.owner:
+            posix.fchown(theirs, *self.owner)
         self._pending.append((index, ours, external))
         return theirs
 

@@ -25,9 +25,9 @@ def engine(tmp_path, runtime):
     namespace = f"t{os.urandom(4).hex()}"
     launched = []
 
-    def launch(bundle, cid):
+    def launch(bundle, cid, **options):
         runtime.ids.add(cid)
-        shim = Shim.launch(str(bundle.path), cid, namespace=namespace, binary=SHIM, engine=str(tmp_path))
+        shim = Shim.launch(str(bundle.path), cid, namespace=namespace, binary=SHIM, engine=str(tmp_path), **options)
         launched.append(shim)
         return shim
 
@@ -153,7 +153,68 @@ def test_a_failed_create_says_why_and_leaves_nothing(engine, make_bundle):
     assert not os.path.exists(f"{bundle.path}/ociruntime-shim.json")
 
 
+def test_runtime_options_shim_cgroup_and_io_owner(engine, make_bundle, tmp_path):
+    """containerd's runtime options: shim_cgroup (on start's stdin) is where a new shim starts,
+    as the runc shim's; io_uid/io_gid own the container's ends of its stdio pipes."""
+    from ociruntime import cgroups
+
+    name = f"/ocitest-shim-{os.urandom(3).hex()}"
+    made = [mountpoint + name for mountpoint in cgroups.hierarchies().values()]
+    for directory in made:
+        os.mkdir(directory)
+        for setting in ("cpuset.cpus", "cpuset.mems"):  # a v1 cpuset starts empty: no process may join
+            if os.path.exists(f"{directory}/{setting}"):
+                with open(f"{directory}/../{setting}") as parent, open(f"{directory}/{setting}", "w") as f:
+                    f.write(parent.read())
+    try:
+        bundle = make_bundle("sh", "-c", "stat -L -c %u:%g /proc/self/fd/1 /proc/self/fd/2")
+        shim = engine(bundle, "opts", shim_cgroup=name)
+        owner = shim_pid(shim)
+        with open(f"/proc/{owner}/cgroup") as f:
+            placed = dict(line.rstrip("\n").split(":", 2)[1:] for line in f)
+        assert {key: placed[key] for key in cgroups.hierarchies()} == dict.fromkeys(cgroups.hierarchies(), name)
+        log = tmp_path / "opts.log"
+        shim.create(log=str(log), root=engine.root, io_owner=(1000, 1001))
+        shim.start()
+        assert shim.wait(timeout=30)[0] == 0
+        shim.delete()
+        assert gone(owner)
+        assert log.read_text() == "1000:1001\n1000:1001\n"
+    finally:
+        for directory in made:
+            os.rmdir(directory)  # empty: the shim left it
+
+
+def test_a_bad_shim_cgroup_is_one_error_line(engine, make_bundle):
+    bundle = make_bundle("true")
+    for path, says in (("shims", "not an absolute, normalized cgroup path"),
+                       ("/a/../b", "not an absolute, normalized cgroup path"),
+                       (f"/ocitest-none-{os.urandom(3).hex()}", "no such cgroup")):
+        with pytest.raises(RuntimeError) as e:
+            engine(bundle, "badcg", shim_cgroup=path)
+        assert f"options.shim_cgroup: {path!r}" in str(e.value) or f"options.shim_cgroup: {path}:" in str(e.value)
+        assert says in str(e.value) and "\n" not in str(e.value).strip()
+    assert not os.path.exists(f"{bundle.path}/address")
+
+
 # --- pure logic ----------------------------------------------------------------------------------
+
+def test_start_options_read_by_hand():
+    from ociruntime_shim.protocol import message, pack_any
+
+    from ociruntime.errors import OCIError
+
+    def packed(name, **fields):
+        return pack_any(message(name)(**fields)).SerializeToString()
+
+    assert shim_main.start_options(b"") == {}
+    assert shim_main.start_options(packed("containerd.runc.v1.Options", shim_cgroup="/s", root="/r")) == \
+        {"shim_cgroup": "/s"}
+    assert shim_main.start_options(packed("containerd.runc.v1.Options", root="/r")) == {"shim_cgroup": ""}
+    assert shim_main.start_options(packed("containerd.runc.v1.ProcessDetails", exec_id="x")) == {}
+    with pytest.raises(OCIError, match="runtime options on stdin"):
+        shim_main.start_options(packed("containerd.runc.v1.Options", shim_cgroup="/s")[:-1])
+
 
 def test_flags_as_containerd_passes_them():
     opts = shim_main.parse(["-namespace", "ns", "-address", "/run/c.sock", "-publish-binary", "/bin/containerd",

@@ -156,9 +156,27 @@ def test_a_missing_descriptor_set_is_named(tmp_path):
     """An install without the compiled set fails its import with the file's name and the cure."""
     (tmp_path / "ociruntime_shim" / "proto").mkdir(parents=True)
     shim = protocol.__file__.rsplit("/", 1)[0]
-    for name in ("__init__.py", "protocol.py"):
+    for name in ("__init__.py", "protocol.py", "wire.py"):
         (tmp_path / "ociruntime_shim" / name).write_text(open(f"{shim}/{name}").read())
     code = f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\nimport ociruntime_shim.protocol"
     proc = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True)
     assert proc.returncode == 1
     assert f"{tmp_path}/ociruntime_shim/proto/descriptors.binpb is missing" in proc.stderr.splitlines()[-1]
+
+
+def test_the_hand_reader_reads_what_protobuf_writes():
+    """shim/wire.py, for start's options without protobuf: protobuf's own bytes are its oracle."""
+    from ociruntime_shim import wire
+
+    opts = protocol.message("containerd.runc.v1.Options")(
+        no_pivot_root=True, shim_cgroup="/shims/é", io_uid=2**32 - 1, io_gid=1000, root="/run/x", systemd_cgroup=True)
+    assert list(wire.fields(opts.SerializeToString())) == [
+        (1, 1), (3, "/shims/é".encode()), (4, 2**32 - 1), (5, 1000), (7, b"/run/x"), (9, 1)]
+    metrics = protocol.message("io.containerd.cgroups.v1.Metrics")(hugetlb=[{"max": 1, "pagesize": "2M"}])
+    stamp = protocol.Timestamp(seconds=-1, nanos=5)  # a negative varint takes ten bytes
+    assert list(wire.fields(stamp.SerializeToString())) == [(1, 2**64 - 1), (2, 5)]
+    (number, hugetlb), = wire.fields(metrics.SerializeToString())
+    assert number == 1 and dict(wire.fields(hugetlb)) == {2: 1, 4: b"2M"}
+    for broken in (b"\x0a\x05abc", b"\x08\x80", b"\x0b"):  # past the end, an unended varint, a group
+        with pytest.raises(ValueError):
+            list(wire.fields(broken))

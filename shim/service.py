@@ -150,8 +150,8 @@ class TaskService:
                              no_pivot=options.get("no_pivot_root", False),
                              no_new_keyring=options.get("no_new_keyring", False))
             task.init = Process(task, "", io)
+            io.started()  # pumps first: an exit already reaped is handled in _started
             self._started(task.init, pid)
-            io.started()
         except BaseException:
             if io is not None:
                 io.close()
@@ -182,8 +182,8 @@ class TaskService:
         except BaseException:
             io.close()
             raise
-        self._started(process, pid)
         io.started()
+        self._started(process, pid)
         self._publish("/tasks/exec-started", "containerd.events.TaskExecStarted", container_id=r.id,
                       exec_id=r.exec_id, pid=pid)
         return message("containerd.task.v2.StartResponse")(pid=pid)
@@ -372,6 +372,7 @@ class TaskService:
                 task.oom_timer.cancel()
                 task.oom_timer = None
             self._check_oom(task)  # before the exit, as containerd-shim-runc-v2's eventfd has it
+        process.io.copy_available()  # the output reaches the client before it learns of the exit
         process.exited(exit_code(status))
         self._publish("/tasks/exit", "containerd.events.TaskExit", container_id=process.task.id, id=process.id,
                       pid=process.pid, exit_status=process.exit_status, exited_at=timestamp(process.exited_at))

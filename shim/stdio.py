@@ -6,7 +6,10 @@ the shim's loop copies between those and the FIFOs, as containerd-shim-runc-v2 d
 client that goes away (``ctr`` killed, an attach closed) then never hands the container
 an EPIPE or a blocked write, and the output goes on to whoever opens the FIFO next.
 The shim opens an output FIFO read-write: that open never waits for a reader, and the
-FIFO stays usable while no reader is there.
+FIFO stays usable while no reader is there. It does so only once a reader has opened it,
+though, and copies nothing before: what is put in a FIFO nobody has opened for reading is
+dropped when its last writer closes it (the whole output of a quick process, when a
+client opens its reader late, as ctr's goroutine may under load).
 """
 
 import errno
@@ -17,32 +20,62 @@ from ociruntime.errors import OCIError
 
 CHUNK = 65536
 HIGH_WATER = 1 << 20  # bytes held for a slow reader before the source is left unread
+READER_POLL_SECONDS = 0.005  # the first wait for an output FIFO's reader; doubled up to 1 s
 
 
 class Pump:
     """Copy ``src`` to ``dst`` on the loop (both non-blocking), ``dst`` closed at ``src``'s
-    EOF once everything is written. A full ``dst`` stops the reading (back-pressure)."""
+    EOF once everything is written. A full ``dst`` stops the reading (back-pressure).
+    ``dst`` is an fd, or a FIFO's path (``FifoPath``): opened, and copied to, once a reader
+    has it open."""
 
     def __init__(self, loop, src, dst, on_done=None, close_src=True):
-        self.loop, self.src, self.dst = loop, src, dst
+        self.loop, self.src, self.dst = loop, src, None
         self.on_done, self.close_src = on_done, close_src
         self.buffer = bytearray()
         self.reading = self.writing = False
         self.eof = self.done = False
-        for fd in (src, dst):
-            posix.set_blocking(fd, False)
+        self._timer = None
+        posix.set_blocking(src, False)
+        if isinstance(dst, FifoPath):
+            self._await_reader(dst, READER_POLL_SECONDS)
+        else:
+            self._set_dst(dst)
+
+    def _set_dst(self, fd):
+        posix.set_blocking(fd, False)
+        self.dst = fd
         self._read_more()
+
+    def _await_reader(self, path, delay):
+        """Open the FIFO once a reader has (a write-only open that doesn't wait succeeds only
+        then); until it does, look again with a growing delay, leaving ``src`` unread."""
+        self._timer = None
+        try:
+            probe = posix.open(path, posix.O_WRONLY | posix.O_NONBLOCK | posix.O_CLOEXEC)
+        except OSError as e:
+            if e.errno != errno.ENXIO:  # the client removed its FIFO: nobody can read this output
+                self.close()
+                return
+            self._timer = self.loop.call_later(delay, lambda: self._await_reader(path, min(delay * 2, 1.0)))
+            return
+        try:
+            fd = posix.open(path, posix.O_RDWR | posix.O_NONBLOCK | posix.O_CLOEXEC)
+        finally:
+            posix.close(probe)
+        self._set_dst(fd)
 
     def _read_more(self):
         if not self.eof and not self.reading and len(self.buffer) < HIGH_WATER:
             self.loop.add_reader(self.src, self._on_readable)
             self.reading = True
 
-    def _on_readable(self):
+    def _read_chunk(self):
+        """One read of ``src`` into the buffer: False if it had nothing now, or at its end."""
         try:
             data = posix.read(self.src, CHUNK)
         except BlockingIOError:
-            return
+            return False
         except OSError as e:
             if e.errno != errno.EIO:  # a pty whose other side is gone: its EOF
                 raise
@@ -50,12 +83,28 @@ class Pump:
         if not data:
             self.eof = True
         self.buffer += data
-        if self.eof or len(self.buffer) >= HIGH_WATER:
+        if self.reading and (self.eof or len(self.buffer) >= HIGH_WATER):
             self.loop.remove_reader(self.src)
             self.reading = False
+        return not self.eof
+
+    def _on_readable(self):
+        self._read_chunk()
+        self._flush()
+
+    def copy_available(self):
+        """Copy now all that ``src`` holds, as far as ``dst`` takes it: a process that exited
+        has written all it will, and its output must be in the FIFO before its exit is
+        reported (ctr 1.6 closes its readers as soon as it sees the task stopped)."""
+        if self.dst is None or self.done:
+            return
+        while not self.eof and len(self.buffer) < HIGH_WATER and self._read_chunk():
+            pass
         self._flush()
 
     def _flush(self):
+        if self.dst is None:
+            return  # no reader yet: _await_reader starts the copy
         while self.buffer:
             try:
                 n = posix.write(self.dst, self.buffer)
@@ -82,13 +131,8 @@ class Pump:
     def finish(self):
         """Stop reading; close ``dst`` once what was written to ``src`` so far is copied
         (CloseIO of stdin: the client wrote, then closed, and the loop may not have read yet)."""
-        while not self.eof:
-            try:
-                data = posix.read(self.src, CHUNK)
-            except BlockingIOError:
-                break
-            self.buffer += data
-            self.eof = not data
+        while not self.eof and self._read_chunk():
+            pass
         if self.reading:
             self.loop.remove_reader(self.src)
             self.reading = False
@@ -100,21 +144,28 @@ class Pump:
         if self.done:
             return
         self.done = True
+        if self._timer is not None:
+            self._timer.cancel()
         if self.reading:
             self.loop.remove_reader(self.src)
         if self.writing:
             self.loop.remove_writer(self.dst)
         self.reading = self.writing = False
-        posix.close(self.dst)
+        if self.dst is not None:
+            posix.close(self.dst)
         if self.close_src:
             posix.close(self.src)
         if self.on_done:
             self.on_done(self)
 
 
+class FifoPath(str):
+    """An output FIFO's path, for a Pump to open once a reader has (see above)."""
+
+
 def _open_output(uri):
-    """stdout/stderr's destination: a FIFO (opened read-write: see above), a regular file
-    or ``file://`` (appended to), as containerd-shim-runc-v2 takes them."""
+    """stdout/stderr's destination: a FIFO (``FifoPath``: opened by its pump), a regular
+    file or ``file://`` (appended to), as containerd-shim-runc-v2 takes them."""
     if uri.startswith("binary://"):
         raise OCIError(f"stdio {uri}: binary:// log drivers are not supported by this shim")
     path = uri.removeprefix("fifo://").removeprefix("file://")
@@ -125,7 +176,7 @@ def _open_output(uri):
                 _makedirs(dirname)
             return posix.open(path, posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT | posix.O_CLOEXEC, 0o644)
         if stat.S_ISFIFO(posix.stat(path).st_mode):
-            return posix.open(path, posix.O_RDWR | posix.O_NONBLOCK | posix.O_CLOEXEC)
+            return FifoPath(path)
         return posix.open(path, posix.O_WRONLY | posix.O_APPEND | posix.O_CLOEXEC)
     except OSError as e:
         raise OCIError(f"stdio {uri}: {e.strerror}") from None
@@ -229,6 +280,12 @@ class ProcessIO:
         """Every output was copied to its end (or there is none)."""
         return all(p.done for p in self.pumps if p is not self.stdin_pump)
 
+    def copy_available(self):
+        """The outputs' pumps copy what the process left in its pipes (see Pump.copy_available)."""
+        for pump in self.pumps:
+            if pump is not self.stdin_pump:
+                pump.copy_available()
+
     def close_stdin(self):
         if self.stdin_pump is not None:
             self.stdin_pump.finish()
@@ -247,7 +304,8 @@ class ProcessIO:
         for pump in self.pumps:
             pump.close()
         for fd in self._child_ends + [fd for _, ours, external in self._pending for fd in (ours, external)]:
-            posix.close(fd)
+            if not isinstance(fd, FifoPath):
+                posix.close(fd)
         self._child_ends, self._pending = [], []
         for sock in (self.console, self._console_peer):
             if sock is not None:

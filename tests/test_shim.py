@@ -153,6 +153,33 @@ def test_a_failed_create_says_why_and_leaves_nothing(engine, make_bundle):
     assert not os.path.exists(f"{bundle.path}/ociruntime-shim.json")
 
 
+def test_output_waits_for_a_late_reader(engine, make_bundle, tmp_path):
+    """What is put in a FIFO nobody has opened for reading is dropped when its writer closes
+    it: the shim copies to an output FIFO only once a reader has it, however late."""
+    from ociruntime_shim.protocol import message, pack_any
+
+    fifo = str(tmp_path / "stdout")
+    os.mkfifo(fifo)
+    shim = engine(make_bundle("echo", "late"), "late")
+    shim._call("Create", "CreateTaskRequest", "containerd.task.v2.CreateTaskResponse", bundle=shim.bundle,
+               stdout=fifo, options=pack_any(message("containerd.runc.v1.Options")(root=engine.root)))
+    shim.start()
+    assert shim.wait(timeout=30)[0] == 0
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        got, deadline = b"", time.monotonic() + 10
+        while got != b"late\n" and time.monotonic() < deadline:
+            try:
+                got += os.read(reader, 100)
+            except BlockingIOError:
+                pass
+            time.sleep(0.02)
+    finally:
+        os.close(reader)
+    shim.delete()
+    assert got == b"late\n"
+
+
 def test_runtime_options_shim_cgroup_and_io_owner(engine, make_bundle, tmp_path):
     """containerd's runtime options: shim_cgroup (on start's stdin) is where a new shim starts,
     as the runc shim's; io_uid/io_gid own the container's ends of its stdio pipes."""

@@ -242,8 +242,8 @@ static void start_primer(void)
 
 /* The shim's `delete` when the shim deleted the task itself. containerd runs `delete` after
  * every task's connection closed, also then, and waits for it (shim/cleanup.py): with no
- * cleanup record in the bundle (OCI_SHIM_RECORD) and no dead shim's socket to remove, the
- * answer is the empty DeleteResponse, given here without starting Python. 1 if so. */
+ * cleanup record in the bundle (OCI_SHIM_RECORD) and no dead shim's socket (or lock) to remove,
+ * the answer is the empty DeleteResponse, given here without starting Python. 1 if so. */
 static int nothing_to_clean(int argc, char **argv)
 {
     const char *bundle = ".";
@@ -272,8 +272,12 @@ static int nothing_to_clean(int argc, char **argv)
     const char *socket_path = strncmp(address, "unix://", 7) == 0 ? address + 7 : address;
     if (strlen(socket_path) >= sizeof(sun.sun_path))
         return 0;
-    if (access(socket_path, F_OK) != 0)
-        return errno == ENOENT; /* the shim left, and took its socket */
+    if (access(socket_path, F_OK) != 0) {
+        if (errno != ENOENT)
+            return 0;
+        snprintf(path, sizeof(path), "%s.lock", socket_path); /* a dead one's, its socket removed */
+        return access(path, F_OK) != 0 && errno == ENOENT;    /* else the shim left, and took both */
+    }
     strcpy(sun.sun_path, socket_path);
     if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
         return 0;

@@ -155,9 +155,10 @@ def try_leave(address, has_tasks):
 
 def remove_dead(address):
     """A shim that died (SIGKILL) left its socket, lock and reservations: remove them, under
-    the lock, unless a live shim listens there by now."""
+    the lock, unless a live shim listens there by now. The socket may be gone already (an
+    engine removed it) while the rest is still there."""
     path = _path(address)
-    if not _exists(path):
+    if not any(_exists(leftover) for leftover in (path, path + ".lock", path + ".tasks")):
         return
     lock = _locked(path)
     try:

@@ -226,6 +226,48 @@ def test_a_bad_shim_cgroup_is_one_error_line(engine, make_bundle):
 
 # --- pure logic ----------------------------------------------------------------------------------
 
+def test_a_dead_shims_files_are_removed_a_live_ones_kept(tmp_path):
+    import socket
+
+    from ociruntime_shim import rendezvous
+
+    path = str(tmp_path / "s")
+
+    def leave_files(with_socket):
+        if with_socket:
+            dead = socket.socket(socket.AF_UNIX)
+            dead.bind(path)
+            dead.close()  # the file stays, nothing listens: a SIGKILLed shim's
+        open(path + ".lock", "w").close()
+        os.mkdir(path + ".tasks")
+        open(path + ".tasks/t1", "w").close()
+
+    for with_socket in (True, False):  # the socket gone already (an engine removed it), the rest left
+        leave_files(with_socket)
+        rendezvous.remove_dead(f"unix://{path}")
+        assert os.listdir(tmp_path) == []
+    # containerd's delete action, from the C launcher: a bundle without a cleanup record whose
+    # shim's socket is gone but not its lock
+    import subprocess
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "address").write_text(f"unix://{path}")
+    leave_files(with_socket=False)
+    proc = subprocess.run([SHIM, "-namespace", "ns", "-id", "x", "-bundle", str(bundle), "delete"],
+                          capture_output=True, timeout=30)
+    assert (proc.returncode, proc.stdout) == (0, b""), proc.stderr
+    assert os.listdir(tmp_path) == ["bundle"]
+    (bundle / "address").unlink()
+    bundle.rmdir()
+    live = rendezvous.join_or_listen(f"unix://{path}", "t2")
+    try:
+        rendezvous.remove_dead(f"unix://{path}")
+        assert sorted(os.listdir(tmp_path)) == ["s", "s.lock"]
+    finally:
+        live.close()
+
+
 def test_start_options_read_by_hand():
     from ociruntime_shim.protocol import message, pack_any
 

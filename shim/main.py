@@ -101,8 +101,7 @@ def join_shim_cgroup(path):
     joined = 0
     for mountpoint in cgroups.hierarchies().values():
         try:
-            with open(f"{mountpoint}{path}/cgroup.procs", "w") as f:
-                f.write(str(posix.getpid()))
+            cgroups._write(f"{mountpoint}{path}/cgroup.procs", str(posix.getpid()))
         except FileNotFoundError:
             continue
         except OSError as e:

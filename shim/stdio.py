@@ -103,8 +103,6 @@ class Pump:
         self._flush()
 
     def _flush(self):
-        if self.dst is None:
-            return  # no reader yet: _await_reader starts the copy
         while self.buffer:
             try:
                 n = posix.write(self.dst, self.buffer)
@@ -276,15 +274,17 @@ class ProcessIO:
     def console_peer(self):
         return self._console_peer
 
+    def _output_pumps(self):
+        return [p for p in self.pumps if p is not self.stdin_pump]
+
     def drained(self):
         """Every output was copied to its end (or there is none)."""
-        return all(p.done for p in self.pumps if p is not self.stdin_pump)
+        return all(p.done for p in self._output_pumps())
 
     def copy_available(self):
         """The outputs' pumps copy what the process left in its pipes (see Pump.copy_available)."""
-        for pump in self.pumps:
-            if pump is not self.stdin_pump:
-                pump.copy_available()
+        for pump in self._output_pumps():
+            pump.copy_available()
 
     def close_stdin(self):
         if self.stdin_pump is not None:

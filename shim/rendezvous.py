@@ -89,16 +89,38 @@ def _exists(path):
         return False
 
 
+# A ttrpc request (shim/ttrpc.py's frame: length, stream 1, REQUEST, no flags) for a service
+# no shim has: a live shim answers it (UNIMPLEMENTED) without logging, and nothing imports
+# protobuf for it. Written out because ``start`` doesn't load ttrpc.py.
+_PING_REQUEST = b"\x0a\x0fociruntime.ping\x12\x05Alive"  # Request{service, method}
+_PING = len(_PING_REQUEST).to_bytes(4, "big") + (1).to_bytes(4, "big") + b"\x01\x00" + _PING_REQUEST
+ALIVE_SECONDS = 5.0
+
+
 def _alive(path):
-    probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()
+    """Whether a shim serves ``path``: one answers there. A socket that accepts a connection
+    and never answers is a shim being killed (containerd may see its connection close a
+    moment before its listener goes) or a child it forked that has not exec'd yet: ask again
+    until the connection is refused or answered; one that keeps accepting without an
+    answer for ALIVE_SECONDS is taken for a live, busy shim (its socket must not go)."""
+    deadline = time.monotonic() + ALIVE_SECONDS
+    while True:
+        probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        probe.settimeout(0.5)
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+        try:
+            probe.sendall(_PING)
+            if probe.recv(1):
+                return True
+        except OSError:  # no answer in time, or the peer went
+            pass
+        finally:
+            probe.close()
+        if time.monotonic() >= deadline:
+            return True
 
 
 def reserve(path, task_id):

@@ -268,6 +268,32 @@ def test_a_dead_shims_files_are_removed_a_live_ones_kept(tmp_path):
         live.close()
 
 
+def test_alive_means_a_shim_answers(engine, make_bundle, tmp_path, monkeypatch):
+    """A socket that accepts and never answers (a shim being killed, a child it forked that
+    has not exec'd) is alive only while it keeps doing so; a shim answers at once."""
+    import socket
+    import threading
+
+    from ociruntime_shim import rendezvous
+
+    shim = engine(make_bundle("true"), "alive")
+    started = time.monotonic()
+    assert rendezvous._alive(shim.address.removeprefix("unix://"))
+    assert time.monotonic() - started < 0.5
+    shim.shutdown()
+    path = str(tmp_path / "dying")
+    dying = socket.socket(socket.AF_UNIX)
+    dying.bind(path)
+    dying.listen()
+    threading.Timer(0.3, dying.close).start()
+    assert not rendezvous._alive(path)
+    monkeypatch.setattr(rendezvous, "ALIVE_SECONDS", 1.0)
+    with socket.socket(socket.AF_UNIX) as busy:
+        busy.bind(path + "2")
+        busy.listen()
+        assert rendezvous._alive(path + "2")  # never refused: a busy shim's socket stays
+
+
 def test_start_options_read_by_hand():
     from ociruntime_shim.protocol import message, pack_any
 

@@ -54,13 +54,13 @@ def engine(tmp_path, runtime):
             again.delete()
         except Exception:  # noqa: BLE001
             again.shutdown()
-    for shim in launched:
+    for shim in launched:  # the shim removes its socket, then its reservations, then its lock
         path = shim.address.removeprefix("unix://")
         deadline = time.monotonic() + 5
-        while os.path.exists(path) and time.monotonic() < deadline:
+        while (left := [p for p in (path, path + ".tasks", path + ".lock") if os.path.exists(p)]) \
+                and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not os.path.exists(path), f"the shim's socket {path} is still there"
-        assert not os.path.exists(path + ".lock") and not os.path.exists(path + ".tasks")
+        assert not left, f"the shim left {left}"
 
 
 def shim_pid(shim):

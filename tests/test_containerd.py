@@ -270,23 +270,29 @@ def test_stdin(engine):
     assert (proc.returncode, proc.stdout) == (0, f"{hashlib.md5(data.encode()).hexdigest()}  -\ndone\n"), proc
 
 
-def test_twenty_containers_at_once(engine, containerd):
+def test_twenty_containers_at_once(engine, containerd, tmp_path):
+    """Each of twenty tasks run at once gets its own output and exit status. The output goes
+    to a file the shim writes (--log-uri), not through ctr's FIFOs: ctr 1.6.20's task.Delete
+    closes its FIFO readers before waiting for them, so under load ``ctr run`` loses output
+    whatever the shim does (runc's shim with runc: 3 of 30 runs of this test on a loaded
+    machine, 2 CPUs kept busy by 3 loops). That our shim's output is in the FIFO when Wait answers: test_shim.py."""
     ids = [engine.new_id() for _ in range(20)]
+    logs = [tmp_path / f"{cid}.log" for cid in ids]
     procs = [subprocess.Popen(containerd.ctr_argv(*engine.run_argv(cid, "sh", "-c", 'echo "$0"; exit "$1"', cid, str(i),
-                                                                   options=["--rm"])),
+                                                                   options=["--rm", "--log-uri", f"file://{log}"])),
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i, cid in enumerate(ids)]
+             for i, (cid, log) in enumerate(zip(ids, logs, strict=True))]
     results = []
     deadline = time.monotonic() + 180
-    for proc in procs:
+    for proc, log in zip(procs, logs, strict=True):
         try:
             out, err = proc.communicate(timeout=max(1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
-        results.append((proc.returncode, out, err))
+        results.append((proc.returncode, log.read_text() if log.exists() else None, out + err))
     wrong = [(cid, result) for i, (cid, result) in enumerate(zip(ids, results, strict=True))
-             if result[:2] != (i, f"{cid}\n")]
+             if result != (i, f"{cid}\n", "")]
     assert not wrong, f"{len(wrong)} of 20 went wrong: {wrong}"
 
 

@@ -156,13 +156,10 @@ def test_a_failed_create_says_why_and_leaves_nothing(engine, make_bundle):
 def test_output_waits_for_a_late_reader(engine, make_bundle, tmp_path):
     """What is put in a FIFO nobody has opened for reading is dropped when its writer closes
     it: the shim copies to an output FIFO only once a reader has it, however late."""
-    from ociruntime_shim.protocol import message, pack_any
-
     fifo = str(tmp_path / "stdout")
     os.mkfifo(fifo)
     shim = engine(make_bundle("echo", "late"), "late")
-    shim._call("Create", "CreateTaskRequest", "containerd.task.v2.CreateTaskResponse", bundle=shim.bundle,
-               stdout=fifo, options=pack_any(message("containerd.runc.v1.Options")(root=engine.root)))
+    create_with_stdout(shim, fifo, engine.root)
     shim.start()
     assert shim.wait(timeout=30)[0] == 0
     reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
@@ -178,6 +175,50 @@ def test_output_waits_for_a_late_reader(engine, make_bundle, tmp_path):
         os.close(reader)
     shim.delete()
     assert got == b"late\n"
+
+
+def test_output_is_in_the_fifo_when_wait_answers(engine, make_bundle, tmp_path):
+    """ctr 1.6 closes its FIFO readers as soon as Wait tells it the task stopped (task.Delete:
+    io.Close before io.Wait), so a task's output must be in its FIFO by then — also with
+    twenty tasks at once keeping one shim's loop busy. containerd's runc shim doesn't promise
+    this (its copy runs apart from its exit), which is why ``ctr run`` can lose output there."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ids = [f"fifo{i}" for i in range(20)]
+    bundles = {cid: make_bundle("echo", cid) for cid in ids}
+    fifos = {cid: str(tmp_path / f"{cid}.out") for cid in ids}
+    for fifo in fifos.values():
+        os.mkfifo(fifo)
+    readers = {cid: os.open(fifos[cid], os.O_RDONLY | os.O_NONBLOCK) for cid in ids}
+
+    def run(cid):
+        shim = engine(bundles[cid], cid)
+        create_with_stdout(shim, fifos[cid], engine.root)
+        shim.start()
+        status = shim.wait(timeout=60)[0]
+        try:
+            got = os.read(readers[cid], 100)  # at once: no waiting for the output
+        except BlockingIOError:
+            got = b""
+        shim.delete()
+        return status, got
+
+    try:
+        with ThreadPoolExecutor(len(ids)) as pool:
+            results = dict(zip(ids, pool.map(run, ids), strict=True))
+    finally:
+        for reader in readers.values():
+            os.close(reader)
+    wrong = {cid: got for cid, got in results.items() if got != (0, f"{cid}\n".encode())}
+    assert not wrong, f"{len(wrong)} of 20 without their output when Wait answered: {wrong}"
+
+
+def create_with_stdout(shim, path, root):
+    """Create the task with ``path`` (a FIFO, as containerd gives) as its stdout."""
+    from ociruntime_shim.protocol import message, pack_any
+
+    shim._call("Create", "CreateTaskRequest", "containerd.task.v2.CreateTaskResponse", bundle=shim.bundle,
+               stdout=path, options=pack_any(message("containerd.runc.v1.Options")(root=root)))
 
 
 def test_runtime_options_shim_cgroup_and_io_owner(engine, make_bundle, tmp_path):

@@ -67,15 +67,16 @@ class BenchError(Exception):
 class Runtime:
     """One runtime binary with its own state root; knows which containers it left alive."""
 
-    def __init__(self, name, path, root, errfile):
+    def __init__(self, name, path, root, errfile, flags=()):
         self.name = name
         self.path = path
         self.root = root
+        self.flags = list(flags)  # global flags for every invocation (--systemd-cgroup)
         self.errfile = errfile  # stderr of every invocation, for error messages
         self.live = set()  # container ids that may exist and need a delete --force
 
     def argv(self, *args):
-        return [self.path, "--root", self.root, *args]
+        return [self.path, "--root", self.root, *self.flags, *args]
 
     def call(self, *args, check=True, stdout=DEVNULL):
         """Run one command; return (wall seconds, cpu seconds)."""
@@ -233,11 +234,13 @@ class Bench:
         self.tmp = tmp
         self.results = {}
         self.counter = 0
+        flags = ["--systemd-cgroup"] if args.systemd_cgroup else []
         self.a = Runtime(
-            os.path.basename(args.runtime), runtime, os.path.join(tmp, "root-a"), os.path.join(tmp, "stderr-a")
+            os.path.basename(args.runtime), runtime, os.path.join(tmp, "root-a"), os.path.join(tmp, "stderr-a"), flags
         )
         self.b = Runtime(
-            os.path.basename(args.reference), reference, os.path.join(tmp, "root-b"), os.path.join(tmp, "stderr-b")
+            os.path.basename(args.reference), reference, os.path.join(tmp, "root-b"), os.path.join(tmp, "stderr-b"),
+            flags
         )
         self.interp = args.floor_python or launcher_interpreter(runtime) or launcher_interpreter(INSTALLED_SCRIPT)
         self.true_bundle = os.path.join(tmp, "bundle-true")
@@ -269,6 +272,7 @@ class Bench:
                 else ""
             ),
             f"runs: {self.args.runs} per scenario, alternating A/B (ABBA...), ratio = median(A)/median(B)",
+            f"global flags: {' '.join(self.a.flags) or '(none)'}; scenarios: {self.args.only}",
         ]
         self.results["machine"] = {"nproc": os.cpu_count(), "kernel": platform.release()}
         self.results["versions"] = {"runtime": lines[1], "reference": lines[2], "python_floor": lines[3]}
@@ -352,10 +356,21 @@ class Bench:
     def run_all(self):
         n = self.args.runs
         out = []
+        if "a" in self.args.only:
+            out += self.run_true(n)
+        if "b" in self.args.only:
+            out += self.lifecycle(n)
+        if "c" in self.args.only:
+            out += self.state(n)
+        if "d" in self.args.only:
+            out += self.memory(n)
+        if "e" in self.args.only or "f" in self.args.only:
+            out += self.resource_verbs(n)
+        return out
 
-        # (a)
+    def run_true(self, n):
         got = self.timed_pairs("run", self.run_once, n)
-        out += self.report(
+        return self.report(
             "a. run /bin/true (one `run` invocation)",
             {
                 "wall": ([w for w, _ in got[self.a]], [w for w, _ in got[self.b]]),
@@ -364,14 +379,14 @@ class Bench:
             key="run",
         )
 
-        # (b)
+    def lifecycle(self, n):
         got = self.timed_pairs("lifecycle", self.lifecycle_once, n)
         rows = {}
         for part in ("total", "create", "start", "wait", "delete"):
             rows[part] = ([r[part] for r in got[self.a]], [r[part] for r in got[self.b]])
-        out += self.report("b. create -> start -> wait (pidfd) -> delete, separate invocations", rows, key="lifecycle")
+        return self.report("b. create -> start -> wait (pidfd) -> delete, separate invocations", rows, key="lifecycle")
 
-        # (c)
+    def state(self, n):
         sleepers = {}
         try:
             for rt in (self.a, self.b):
@@ -416,21 +431,17 @@ class Bench:
                 "samples": walls["py"],
                 "ratio_state_to_floor": sa["median"] / fw["median"],
             }
-        out += lines
+        return lines
 
-        # (d)
+    def memory(self, n):
         mem_n = max(5, n // 3)
         got = self.timed_pairs("memory", self.memory_once, mem_n, warmup=0)
         rows = {}
         for k in ("VmRSS", "RssAnon", "RssFile", "Pss", "Pss_Anon"):
             rows[k] = ([r.get(k, 0) for r in got[self.a]], [r.get(k, 0) for r in got[self.b]])
-        out += self.report(
+        return self.report(
             f"d. memory of the init waiting in `created` (KiB, {mem_n} samples)", rows, key="memory", unit="KiB"
         )
-
-        # (e), (f)
-        out += self.resource_verbs(n)
-        return out
 
     # -- (e) update, (f) events --stats
 
@@ -501,7 +512,12 @@ def main():
     parser.add_argument("--json", metavar="FILE", help="also write every sample and summary as JSON")
     parser.add_argument("--floor-python", metavar="PATH", help="interpreter for the python floor in (c) (default: "
                         "the runtime's shebang, else that of .venv/bin/ociruntime-launcher)")
+    parser.add_argument("--systemd-cgroup", action="store_true",
+                        help="pass --systemd-cgroup to both runtimes (a host running systemd)")
+    parser.add_argument("--only", default="abcdef", help="the scenarios to run, e.g. 'ab' (default: abcdef)")
     args = parser.parse_args()
+    if not set(args.only) <= set("abcdef") or not args.only:
+        raise SystemExit("bench: --only takes letters of abcdef")
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (containers need it)")
     if args.runs < 1:

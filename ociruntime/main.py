@@ -185,8 +185,6 @@ def check_globals(glob, command):
     if rootless in _TRUE and command in ("create", "run"):
         # Where runc acts on it (its rootless cgroup manager). false and auto as root: the usual way.
         raise OCIError("--rootless true: rootless containers are not supported by this runtime yet")
-    if glob["systemd_cgroup"]:
-        raise OCIError("--systemd-cgroup: the systemd cgroup driver is not supported by this runtime yet")
 
 
 def dispatch(glob, command, opts):
@@ -209,12 +207,12 @@ def dispatch(glob, command, opts):
             if command == "run":
                 from .commands import run
 
-                return run.main(root, **opts)
+                return run.main(root, systemd_cgroup=glob["systemd_cgroup"], **opts)
             if command == "exec":
                 from .commands import exec as exec_cmd
 
                 return exec_cmd.main(root, **opts)
-            api.create(root=root, **opts)
+            api.create(root=root, systemd_cgroup=glob["systemd_cgroup"], **opts)
         finally:
             cgroups.end_priming()
     # The verbs the API offers as they are: the command is the call.

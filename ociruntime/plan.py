@@ -28,9 +28,12 @@ def step(op, label, dst=None, src=None, fstype=None, data=None, flags=0, propaga
 
 
 def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, preserve_fds=0,
-          cgroup_paths=None, cgroup_host=None):
+          cgroup_paths=None, cgroup_host=None, joins_first=False):
     """Return the plan for ``config`` (already schema-validated) of the bundle at ``bundle``.
-    ``cgroup_host`` (resources.Host) says where the host has each cgroup controller."""
+    ``cgroup_host`` (resources.Host) says where the host has each cgroup controller.
+    ``joins_first``: the init waits until it is in its cgroups, limits and device rules
+    written, before its first step (the systemd driver: systemd moves it into a cgroup
+    whose v1 device rules are then written again, one by one, with the init inside)."""
     linux = config.get("linux") or {}
     process = config.get("process")
     if process is None:
@@ -57,14 +60,14 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
     if mount_label:
         _label_mounts(steps, mount_label)
     if not early_sync:
-        _insert_wait_parent(steps, cgroup_paths or {})
+        _insert_wait_parent(steps, cgroup_paths or {}, joins_first)
     attrs = _process_attrs(process, linux)
     if "cgroup" in ns_new:
-        _insert_wait_joined(steps, "unshare_cgroupns")
-    elif attrs["scheduler"] or attrs["memory_policy"]:
+        _insert_wait_joined(steps, "unshare_cgroupns", joins_first)
+    elif attrs["scheduler"] or attrs["memory_policy"] or joins_first:
         # runc's order: the init sets these once it is in its cgroups (an RT policy needs the
         # cpu cgroup's realtime runtime; a cpuset bounds the nodes and the deadline's CPUs).
-        _insert_wait_joined(steps, "wait_joined")
+        _insert_wait_joined(steps, "wait_joined", joins_first)
     clone_flags = 0
     for t in ns_new:
         if t not in ("cgroup", "time"):
@@ -178,26 +181,27 @@ def cgroup_writes(resources, host):
     return resources_mod.writes(resources, host or resources_mod.Host({}))
 
 
-def _insert_wait_parent(steps, cgroup_paths):
+def _insert_wait_parent(steps, cgroup_paths, first=False):
     """The init needs the parent's 'G' only once a step reads a cgroup directory (or at
     the hooks): until then it builds mounts while the parent makes the cgroups."""
     dirs = tuple(cgroup_paths.values())
     for i, s in enumerate(steps):
-        if s["op"] == "hooks" or (s["src"] and dirs and s["src"].startswith(dirs)):
+        if first or s["op"] == "hooks" or (s["src"] and dirs and s["src"].startswith(dirs)):
             steps.insert(i, step("wait_parent", "linux.cgroupsPath"))
             return
 
 
-def _insert_wait_joined(steps, op):
+def _insert_wait_joined(steps, op, first=False):
     """A step that waits for 'C' (joined): as late as it can, so the init builds its mounts
     meanwhile — before the hooks (the parent sends 'C' before it reads 'H'), else last; and
     after a wait_parent step, as 'G' comes before 'C'. A cgroup namespace (unshare_cgroupns)
     is rooted where the init is when it unshares, so that one also comes before the first
-    cgroup mount, which shows the namespace's root."""
+    cgroup mount, which shows the namespace's root. ``first``: right after the wait_parent
+    step (or first of all), before any other."""
     start = next((i + 1 for i, s in enumerate(steps) if s["op"] == "wait_parent"), 0)
     cgroup_fs = ("cgroup", "cgroup2") if op == "unshare_cgroupns" else ()
-    at = next((i for i in range(start, len(steps))
-               if steps[i]["op"] == "hooks" or steps[i]["fstype"] in cgroup_fs), len(steps))
+    at = start if first else next((i for i in range(start, len(steps))
+                                   if steps[i]["op"] == "hooks" or steps[i]["fstype"] in cgroup_fs), len(steps))
     label = "linux.namespaces" if op == "unshare_cgroupns" else "linux.cgroupsPath"
     steps.insert(at, step(op, label))
 

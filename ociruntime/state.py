@@ -70,6 +70,8 @@ _FIELDS = {
     "annotations": lambda v: type(v) is dict and all(_text(k) and _text(s) for k, s in v.items()),
     "cgroup_paths": lambda v: type(v) is dict and all(type(k) is str and _path(p) for k, p in v.items()),
     "cgroups_created": lambda v: type(v) is list and all(_path(p) for p in v),
+    # the systemd driver's transient scope, stopped on delete (systemd.unit_for names it)
+    "systemd_unit": lambda v: v is None or (_text(v) and v.endswith(".scope") and "/" not in v),
     "host_mounts": lambda v: v is None or (type(v) is list and all(_count(i) for i in v)),
     "resources": lambda v: type(v) is dict,
     "freezer": lambda v: v is None or _path(v),  # cgroups.freezer_file, kept: `state` needs no cgroups module

@@ -148,7 +148,8 @@ class TaskService:
             pid = api.create(r.id, r.bundle, root=root, console=io.console_peer(),
                              stdio=None if r.terminal else io.stdio, pid_file=f"{r.bundle}/init.pid",
                              no_pivot=options.get("no_pivot_root", False),
-                             no_new_keyring=options.get("no_new_keyring", False))
+                             no_new_keyring=options.get("no_new_keyring", False),
+                             systemd_cgroup=options.get("systemd_cgroup", False))
             task.init = Process(task, "", io)
             io.started()  # pumps first: an exit already reaped is handled in _started
             self._started(task.init, pid)
@@ -414,12 +415,10 @@ def _runc_options(any_):
     if not any_.type_url:
         return {}
     opts = unpack_any(any_)
-    if opts.systemd_cgroup:
-        raise Error.of(Code.UNIMPLEMENTED, "options.systemd_cgroup: the systemd cgroup driver is not supported yet")
     if opts.criu_path or opts.criu_image_path or opts.criu_work_path:
         raise Error.of(Code.UNIMPLEMENTED, "options.criu_*: checkpoint/restore is not supported yet")
     return {"root": opts.root, "no_pivot_root": opts.no_pivot_root, "no_new_keyring": opts.no_new_keyring,
-            "io_owner": (opts.io_uid, opts.io_gid)}
+            "io_owner": (opts.io_uid, opts.io_gid), "systemd_cgroup": opts.systemd_cgroup}
 
 
 def _runtime_errors(handler):

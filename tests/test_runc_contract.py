@@ -13,6 +13,8 @@ import pytest
 from conftest import RUNTIME, Runtime, wait_status
 from containerd import IMAGE, pb_field, shim_call
 
+from ociruntime import systemd
+
 pytestmark = pytest.mark.root  # runc, the reference, comes with scripts/setup.sh (Debian's runc)
 
 FREEZER = "/sys/fs/cgroup/freezer"
@@ -174,11 +176,21 @@ def test_log_format_is_validated(both):
 @pytest.mark.parametrize("args, says", [
     (["--criu", "/usr/sbin/criu", "checkpoint", "x"], "unknown command 'checkpoint'"),
     (["--rootless", "maybe", "list"], "--rootless: invalid value 'maybe'"),
-    (["--systemd-cgroup", "list"], "--systemd-cgroup"),
 ])
 def test_global_flags_without_an_effect_here_are_refused(runtime, args, says):
     proc = runtime(*args, check=False)
     assert proc.returncode != 0 and says in proc.stderr.splitlines()[-1], proc.stderr
+
+
+@pytest.mark.skipif(systemd.running(), reason="systemd runs here: tests/test_systemd_cgroup.py drives it")
+def test_systemd_cgroup_without_systemd_is_one_line_and_leaves_nothing(runtime, make_bundle):
+    """runc refuses too ("systemd cgroup flag passed, but systemd support for managing
+    cgroups is not available"); the commands that make no cgroup take the flag."""
+    proc = runtime("--systemd-cgroup", "run", "--bundle", make_bundle("true").path, runtime.new_id(), check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == ["ociruntime: --systemd-cgroup: systemd is not running on this host (no "
+                                        "/run/systemd/system): use the cgroupfs driver (no --systemd-cgroup)"]
+    assert runtime("--systemd-cgroup", "list", "-q").stdout == ""
 
 
 def test_criu_is_taken_by_every_command_as_runc_takes_it(both):

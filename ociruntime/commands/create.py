@@ -12,12 +12,13 @@ from ..native import Init
 
 
 def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_keyring=False,
-           preserve_fds=0, console_socket=None, console=None, stdio=None):
+           preserve_fds=0, console_socket=None, console=None, stdio=None, systemd_cgroup=False):
     """Create the container; returns (Container, Init). The caller closes both.
 
     With process.terminal the init sends its pty master to ``console`` (a connected
     socket: ``run``'s own, an API caller's) or to the unix socket at ``console_socket``
     (an engine's). ``stdio``: three fds for the init's 0, 1, 2 (None: ours).
+    ``systemd_cgroup``: the cgroup is a transient systemd unit (systemd.py).
     """
     state.check_id(container_id)
     bundle = pathnames.abspath(bundle)
@@ -34,9 +35,20 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
                            "(or set process.terminal to false)")
         console = connected = connect_console(console_socket)
     linux = config.get("linux") or {}
-    cgroup_paths = cgroups.container_paths(linux.get("cgroupsPath"), container_id)
+    unit = None
+    if systemd_cgroup:
+        from .. import systemd
+
+        if not systemd.running():
+            raise OCIError("--systemd-cgroup: systemd is not running on this host (no /run/systemd/system): "
+                           "use the cgroupfs driver (no --systemd-cgroup)")
+        unit = systemd.unit_for(linux.get("cgroupsPath"), container_id)
+        cgroup_paths = systemd.container_paths(unit)
+    else:
+        cgroup_paths = cgroups.container_paths(linux.get("cgroupsPath"), container_id)
     plan = plan_mod.build(config, bundle, container_id, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
-                          preserve_fds=preserve_fds, cgroup_paths=cgroup_paths, cgroup_host=_cgroup_host(linux))
+                          preserve_fds=preserve_fds, cgroup_paths=cgroup_paths, cgroup_host=_cgroup_host(linux),
+                          joins_first=unit is not None)
     # The first record names all this create may make (write-ahead: state.py).
     container = state.Container.new(root, container_id, {
         "ociVersion": config.get("ociVersion", SPEC_VERSION),
@@ -48,7 +60,9 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
         "annotations": config.get("annotations") or {},
         "cgroup_paths": cgroup_paths,
         "freezer": cgroups.freezer_file(cgroup_paths),
-        "cgroups_created": cgroups.missing(cgroup_paths),
+        # systemd's unit makes its own (and what it doesn't make is named once it is up)
+        "cgroups_created": [] if unit else cgroups.missing(cgroup_paths),
+        "systemd_unit": unit.name if unit else None,
         # None: the container has its own mount namespace
         "host_mounts": hostmounts.present(plan["rootfs"]) if plan["host_mounts"] else None,
         "resources": linux.get("resources") or {},  # what `update` merges into
@@ -57,6 +71,7 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
     data = container.data
     init = None
     created_cgroups = []
+    started_units = []  # the systemd driver's, once systemd has it
     try:
         try:
             init = Init(plan, console.fileno() if console is not None else -1, stdio)
@@ -64,7 +79,8 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
             if connected is not None:
                 connected.close()  # the init holds its own copy
         # While the kernel clones the init into its namespaces, make the cgroups.
-        cgroups.make(cgroup_paths, created_cgroups, plan["device_rules"], plan["cgroup_writes"])
+        if unit is None:
+            cgroups.make(cgroup_paths, created_cgroups, plan["device_rules"], plan["cgroup_writes"])
         init.wait_pid()
         data.update({
             "cgroups_created": created_cgroups,
@@ -75,6 +91,8 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
             "err_fd": init.err_r,
         })
         container.save()  # before the init joins the cgroups: delete --force can find it there
+        if unit is not None:
+            _start_unit(unit, init.pid, config, plan, container, created_cgroups, started_units)
         if plan["uid_map"]:
             init.write_id_maps()
         # The init goes on with its setup while we join the cgroups (cgroupfs waits out
@@ -103,7 +121,7 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
         if pid_file:
             write_pid_file(pid_file, init.pid)
     except BaseException as e:
-        _undo(container, init, created_cgroups)
+        _undo(container, init, created_cgroups, started_units)
         if isinstance(e, HookError):
             hooks.run(hooks.entries(config, "poststop"), state.spec_state(container.data, "stopped"), fatal=False)
         raise
@@ -159,17 +177,45 @@ def hand_over_listener(listener, fd, container_state):
         posix.close(fd)
 
 
-def _undo(container, init, created_cgroups):
-    """Leave nothing behind: no process, no cgroup, no host mount, no state directory."""
+def _start_unit(unit, pid, config, plan, container, created_cgroups, started_units):
+    """The systemd driver: a transient scope holding the init, with the resources as unit
+    properties; then, as runc does, the cgroups systemd doesn't make (v1 hierarchies it
+    doesn't manage) and every limit and device rule written to cgroupfs too."""
+    from .. import systemd
+    from ..systemd_bus import Bus
+
+    what = "linux.cgroupsPath"
+    with Bus() as bus:
+        properties = systemd.start_properties(unit, pid, config.get("annotations"))
+        properties += systemd.resource_properties(plan["cgroup_writes"], plan["device_rules"], bus.version)
+        bus.start_unit(unit.name, properties, what)
+        started_units.append(unit.name)
+    paths = container.data["cgroup_paths"]
+    container.data["cgroups_created"] = cgroups.missing(paths)
+    container.save()
+    cgroups.make(paths, created_cgroups, plan["device_rules"], plan["cgroup_writes"])
+    container.data["cgroups_created"] = created_cgroups
+
+
+def _undo(container, init, created_cgroups, started_units):
+    """Leave nothing behind: no process, no unit, no cgroup, no host mount, no state directory."""
     if init is not None:
         init.kill()
         init.detach()
+    for name in started_units:
+        from ..systemd_bus import stop_unit
+
+        _cleanup(stop_unit, name)
+    _cleanup(cgroups.remove, created_cgroups)
+    _cleanup(hostmounts.detach_added, container.data)
+    container.remove()
+
+
+def _cleanup(undo, what):
     try:
-        cgroups.remove(created_cgroups)
-        hostmounts.detach_added(container.data)
+        undo(what)
     except OCIError as e:
         warn(f"cleaning up after a failed create: {e}")
-    container.remove()
 
 
 def write_pid_file(path, pid):
@@ -178,3 +224,4 @@ def write_pid_file(path, pid):
     with open(tmp, "w") as f:
         f.write(str(pid))
     posix.rename(tmp, path)
+

@@ -65,6 +65,10 @@ def destroy(container):
     pid = state.init_pid(data, paths)
     if _kill_all(paths, pid):
         _wait_stopped(container, paths)
+    if data.get("systemd_unit"):
+        from ..systemd_bus import stop_unit
+
+        stop_unit(data["systemd_unit"])
     cgroups.remove(cgroups.removable(data.get("cgroups_created") or [], paths))
     try:
         hostmounts.detach_added(data)

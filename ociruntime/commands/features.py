@@ -22,7 +22,7 @@ def features():
             "capabilities": capabilities.NAMES,
             # v2 is tested in the qemu lane (tests/vm); rdma limits are written (rdma.max) but
             # untested without an RDMA device: not claimed.
-            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": False},
+            "cgroup": {"v1": True, "v2": True, "systemd": True, "systemdUser": False, "rdma": False},
             "seccomp": {
                 "enabled": True,
                 "actions": sorted(seccomp.ACTIONS),

@@ -127,9 +127,21 @@ def update(root, container_id, resources):
         planned = writes(merged, Host(*cgroups.controller_versions()))
         paths = container.cgroup_paths
         _check_before_update(paths, new.get("memory") or {}, planned)
+        if data.get("systemd_unit"):
+            _set_unit_properties(data["systemd_unit"], planned)
         cgroups.apply(paths, planned)
         data["resources"] = merged
         container.save()
+
+
+def _set_unit_properties(unit, planned):
+    """The systemd driver: the unit's properties first, so that systemd, which rewrites
+    its cgroup files from them (daemon-reload), keeps the new limits; cgroupfs after."""
+    from .. import systemd
+    from ..systemd_bus import Bus
+
+    with Bus() as bus:
+        bus.set_properties(unit, systemd.resource_properties(planned, [], bus.version), f"update: systemd unit {unit}")
 
 
 def main(root, container_id, resources=None, **flags):

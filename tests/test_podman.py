@@ -36,8 +36,9 @@ What podman 4.3.1 / conmon 2.1.6 run (captured with a wrapper script; ID is podm
   E/exec-process-N --detach [--tty --console-socket /tmp/conmon-term.XXXXXX] ID`` (conmon)
 - ``update --resources=/var/tmp/podmanNNN ID`` (podman update: a file, not stdin)
 - ``--version`` (podman info), ``checkpoint --help`` (podman probing for checkpoint support)
-No --root, no --systemd-cgroup (cgroupfs manager), no --rootless as root. conmon passes its
-own _OCI_SYNCPIPE/_OCI_STARTPIPE variables on to create and exec (not the fds).
+No --root, no --systemd-cgroup (cgroupfs manager), no --rootless as root. conmon runs create
+with a pipe of its own as fd 3 (its sync pipe; _OCI_SYNCPIPE=3 _OCI_STARTPIPE=4 stay in the
+environment) and no --preserve-fds: the container must not get it (test_detached_and_logs).
 """
 
 import fcntl
@@ -281,10 +282,11 @@ def podman_setup(tmp_path_factory, rootfs_template):
         yield setup
     finally:
         found = []
-        clean = Podman(setup, "runc")
-        containers = clean.containers()
-        found += [f"container {cid}" for cid in containers]
-        clean.force_clean()
+        for name in sorted(RUNTIMES):  # (a scenario's leftovers were reported and removed by then)
+            clean = Podman(setup, name)
+            found += [f"container {cid}" for cid in clean.containers()]
+            found += [f"{name} state {cid}" for cid in setup.runtime_state(clean.runtime, clean.state_root)]
+            clean.force_clean()
         found += [f"process {pid}: {argv}" for pid, argv in setup.processes()]
         found += [f"mount {m}" for m in setup.mounts()]
         for point in sorted(setup.mounts(), key=len, reverse=True):
@@ -369,6 +371,8 @@ def test_detached_and_logs(podman):
         assert podman.inspect(cid, "{{.State.Status}}") == "running"
         # pid 1 is the init, whose cmdline ps on the host sees as ours
         assert _cmdline(podman.pid(cid)) == ["sleep", "300"]
+        # stdio only: not the pipe conmon leaves open as fd 3 when it runs create
+        assert sorted(os.listdir(f"/proc/{podman.pid(cid)}/fd")) == ["0", "1", "2"]
     finally:
         podman.remove(cid)
 

@@ -270,7 +270,9 @@ static const char *find_program(const struct oci_process *p, char *buf, size_t l
             return buf;
         dirs = *end ? end + 1 : end;
     }
-    oci_fail(0, "process.args[0]: executable file %s not found in $PATH", name);
+    /* runc's words after the name (Go's exec.ErrNotFound): engines match them to tell "not
+     * found" from other failures (podman: exit 127, tests/test_podman.py). */
+    oci_fail(0, "process.args[0]: %s: executable file not found in $PATH", name);
 }
 
 #define NKEEP 9

@@ -333,7 +333,7 @@ print(json.dumps(out))
     assert seen["signal"] == "invalid signal 'NOTASIGNAL': not a signal number or name"
     assert seen["signal_number"].startswith("invalid signal '999': signals are 0 to")
     assert seen["delete"] == "deleted"
-    assert seen["missing_program"] == "process.args[0]: executable file no-such-program not found in $PATH"
+    assert seen["missing_program"] == "process.args[0]: no-such-program: executable file not found in $PATH"
     assert seen["bad_process"].startswith("process.args: "), seen["bad_process"]
     assert seen["nul"] == "exec: process.env[0]: contains a NUL byte"
     assert seen["update"] == 'update: memory.limit: must be an integer (got "1g")'

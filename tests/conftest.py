@@ -82,6 +82,13 @@ def pure_cgroup_v2():
     return fstype == "cgroup2"
 
 
+def systemd_host():
+    """Whether systemd runs this host (pid 1, /run/systemd/system, as sd_booted(3) checks),
+    its system bus is up (/run/dbus/system_bus_socket) and the host is pure cgroup v2."""
+    return (os.path.isdir("/run/systemd/system") and os.path.exists("/run/dbus/system_bus_socket")
+            and pure_cgroup_v2())
+
+
 def pytest_collection_modifyitems(config, items):
     if os.geteuid() != 0:
         skip = pytest.mark.skip(reason="needs root: real containers")
@@ -91,13 +98,15 @@ def pytest_collection_modifyitems(config, items):
     # cgroup_v2 tests run in the qemu guest of tests/vm (tests/test_v2_lane.py boots it)
     # when this host is not pure cgroup v2: deselected here, not skipped.
     # apparmor tests, likewise, where this host has no AppArmor (the guest's kernel has it);
+    # systemd tests where systemd with its bus doesn't run this host on pure v2 (the lane's
+    # systemd guest does: tests/test_v2_lane.py boots it too);
     # cgroup_v1_hybrid tests where this host's cgroups aren't laid out as this machine's.
-    # V2LANE_COLLECT: the lane collects here what the guest must run and pass.
+    # V2LANE_COLLECT: the lane collects here what a guest must run and pass.
     from cgroup_layout import hybrid_v1_layout
 
     lane = bool(os.environ.get("V2LANE_COLLECT"))
     for marker, here in (("cgroup_v2", pure_cgroup_v2() or lane), ("apparmor", apparmor_enabled() or lane),
-                         ("cgroup_v1_hybrid", hybrid_v1_layout())):
+                         ("systemd", systemd_host() or lane), ("cgroup_v1_hybrid", hybrid_v1_layout())):
         if not here:
             elsewhere = [item for item in items if item.get_closest_marker(marker)]
             if elsewhere:

@@ -1,13 +1,14 @@
-"""The cgroup v2 lane: the tests marked ``cgroup_v2`` (deselected on a host that is not
-pure cgroup v2) pass in a qemu guest that is, built and booted by tests/vm/lane.py; so do
-those marked ``apparmor`` (the guest's kernel has AppArmor). Each of them, collected here,
-must be reported passed by the guest."""
+"""The qemu lane (tests/vm/lane.py): the tests marked ``cgroup_v2`` (deselected on a host
+that is not pure cgroup v2) pass in a qemu guest that is; so do those marked ``apparmor``
+(the guest's kernel has AppArmor). Those marked ``systemd`` (deselected where systemd with
+its system bus doesn't run a pure v2 host) pass in the lane's other guest, systemd's
+(lane.py --systemd). Each of them, collected here, must be reported passed by its guest."""
 
 import os
 import sys
 
 import pytest
-from conftest import pure_cgroup_v2
+from conftest import pure_cgroup_v2, systemd_host
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "vm"))
 import lane  # noqa: E402
@@ -19,25 +20,37 @@ TIMEOUT = 600  # seconds for the guest, from power-on to power-off: software emu
 def test_cgroup_v2_tests_pass_in_the_v2_guest(capsys):
     if pure_cgroup_v2():
         pytest.skip("this host is pure cgroup v2: the cgroup_v2 tests ran here, not deselected")
+    assert_guest_passes(capsys, systemd=False)
+
+
+def test_systemd_tests_pass_in_the_systemd_guest(capsys):
+    if systemd_host():
+        pytest.skip("systemd with its bus runs this pure cgroup v2 host: the systemd tests ran here, not deselected")
+    assert_guest_passes(capsys, systemd=True)
+
+
+def assert_guest_passes(capsys, systemd):
+    """Build and boot the guest; every test collected here for it must be reported passed there."""
+    name = "the systemd guest" if systemd else "the cgroup v2 guest"
     try:
         lane.find_qemu()
         lane.find_kernel()
-        result = lane.run(PROJECT, timeout=TIMEOUT)
+        result = lane.run(PROJECT, timeout=TIMEOUT, systemd=systemd)
     except lane.LaneError as e:
-        pytest.fail(f"the cgroup v2 lane cannot run: {e}")
+        pytest.fail(f"the qemu lane cannot run {name}: {e}")
     build = sum(result.build_times.values())
     booted = f"{result.booted:.1f}s" if result.booted is not None else "never"
     with capsys.disabled():  # in CI's log even when the test passes
-        print(f"\nv2-lane: guest pytest: {result.summary()} (build {build:.1f}s, boot {booted}, "
-              f"qemu ended after {result.elapsed:.1f}s; console: {result.console_log})")
-    assert not result.timed_out, f"the guest was killed after {TIMEOUT}s:\n{result.output}"
-    assert result.exit_code is not None, f"the guest never printed {lane.EXIT_MARKER}<code>:\n{result.output}"
-    assert result.exit_code == 0, f"pytest in the guest exited {result.exit_code}:\n{result.pytest_output()}"
-    assert result.expected, "no test is marked for the guest (cgroup_v2 or apparmor)"
+        print(f"\nv2-lane{' --systemd' if systemd else ''}: guest pytest: {result.summary()} (build {build:.1f}s, "
+              f"boot {booted}, qemu ended after {result.elapsed:.1f}s; console: {result.console_log})")
+    assert not result.timed_out, f"{name} was killed after {TIMEOUT}s:\n{result.output}"
+    assert result.exit_code is not None, f"{name} never printed {lane.EXIT_MARKER}<code>:\n{result.output}"
+    assert result.exit_code == 0, f"pytest in {name} exited {result.exit_code}:\n{result.pytest_output()}"
+    assert result.expected, f"no test is marked for {name} (-m {lane.MARKERS[systemd]!r})"
     # Every one, by name: a test skipped or deselected there passes pytest but not the lane.
     missing = result.not_passed()
-    assert not missing, (f"{len(missing)} of the {len(result.expected)} guest tests did not pass there: {missing}\n"
-                         f"{result.pytest_output()}")
+    assert not missing, (f"{len(missing)} of the {len(result.expected)} tests for {name} did not pass there: "
+                         f"{missing}\n{result.pytest_output()}")
 
 
 def test_a_guest_test_skipped_deselected_or_failed_fails_the_lane():

@@ -2,9 +2,11 @@
 """The cgroup v2 lane: run the tests marked ``cgroup_v2`` on a pure cgroup v2 host (and
 those marked ``apparmor`` on a host with AppArmor), a qemu guest (software emulation)
 booted on Debian's cloud kernel from an initramfs that holds what the tests use, at the
-same absolute paths as here.
+same absolute paths as here. With --systemd, the systemd guest instead: systemd is its
+pid 1, with the system bus (dbus-daemon), on pure cgroup v2, and it runs the tests marked
+``systemd``.
 
-Usage: lane.py [--project DIR] [--python PY] [--build-only] [--timeout S] [--cpus N] [-- PYTEST_ARGS...]
+Usage: lane.py [--systemd] [--project DIR] [--python PY] [--build-only] [--timeout S] [--cpus N] [-- PYTEST_ARGS...]
 (tests/vm/README.md tells more.)
 
 The initramfs is two newc cpio archives, one after the other (the kernel unpacks both):
@@ -12,15 +14,19 @@ The initramfs is two newc cpio archives, one after the other (the kernel unpacks
 - the base: the Python interpreter and its standard library, the virtualenvs (the one
   running the tests and the one the ``ociruntime`` under test runs), that command
   (tests/devbuild.py: this checkout's build/dev one unless $OCIRUNTIME), /bin/busybox,
-  /sbin/apparmor_parser and every shared library those need (from ldd). Built once and
-  cached under <project>/build/v2-lane/, keyed by a hash of every file's path,
-  size, mode and mtime (and this builder's source).
+  /sbin/apparmor_parser, systemd's pid 1 and tools, dbus-daemon and the few units and
+  configuration files the systemd guest needs, and every shared library those need
+  (from ldd): one base for both guests. Built once and cached under
+  <project>/build/v2-lane/, keyed by a hash of every file's path, size, mode and mtime
+  (and this builder's source).
 - the project: the project tree (no .git, .venv, build or tool caches; its __pycache__,
-  warmed by a ``pytest --collect-only`` here) and the guest init (init.sh), rebuilt on
-  every run: it is small.
+  warmed by a ``pytest --collect-only`` here) and the guest init (init.sh; for the
+  systemd guest also its unit, v2lane.service, and a machine id), rebuilt on every run:
+  it is small.
 
-The guest runs ``<python> -m pytest -q -p no:cacheprovider -rfEsxXp -m "cgroup_v2 or apparmor" <project>/tests``
-from the project directory (PYTEST_ARGS, when given, instead of ``<project>/tests``) and
+The guest runs ``<python> -m pytest -q -p no:cacheprovider -rfEsxXp -m MARKER <project>/tests``
+from the project directory (MARKER: ``(cgroup_v2 or apparmor) and not systemd``, in the
+systemd guest ``systemd``; PYTEST_ARGS, when given, instead of ``<project>/tests``) and
 prints ``V2LANE-EXIT=<pytest's exit code>`` last. The same selection, collected here first
 (with conftest's deselection of them off), is what the guest must report as passed, each
 one: a test deselected or skipped there fails the lane like a failed one.
@@ -41,6 +47,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -53,6 +60,17 @@ QEMU = "qemu-system-x86_64"
 PACKAGES = "qemu-system-x86 linux-image-cloud-amd64"  # scripts/setup.sh installs them
 BUSYBOX = "/bin/busybox"
 APPARMOR_PARSER = "/sbin/apparmor_parser"  # loads the apparmor tests' profile (Debian's apparmor package)
+# The systemd guest's pid 1, its tools and the system bus (Debian's systemd and dbus packages).
+SYSTEMD = "/lib/systemd/systemd"
+SYSTEMD_FILES = (SYSTEMD, "/lib/systemd/systemd-shutdown", "/bin/systemctl", "/usr/bin/systemd-run",
+                 "/usr/bin/busctl", "/usr/bin/dbus-daemon", "/usr/share/dbus-1/system.conf",
+                 "/usr/share/dbus-1/system.d/org.freedesktop.systemd1.conf",  # who may call systemd on the bus
+                 "/var/run",  # -> /run: the system bus's address in the D-Bus spec (jeepney's default)
+                 # the units v2lane.service pulls in: the bus, and what their default dependencies need
+                 *(f"/lib/systemd/system/{unit}" for unit in ("dbus.service", "dbus.socket", "sysinit.target")))
+UNIT = "v2lane.service"  # the systemd guest's own unit (tests/vm/v2lane.service), started instead of default.target
+# pytest's -m in each guest: the tests marked systemd need the systemd guest, the others the plain one.
+MARKERS = {False: "(cgroup_v2 or apparmor) and not systemd", True: "systemd"}
 # Not copied from the project tree: its history, the installed venv (the base has the
 # one that is used), build output (this lane's cache among it) and tools' caches.
 PROJECT_SKIP = {".git", ".venv", "build", "dist", ".pytest_cache", ".ruff_cache", ".hypothesis",
@@ -223,9 +241,10 @@ def python_paths(python):
 
 
 def base_tree(python, runtime):
-    """Everything but the project: interpreter, standard library, venvs, runtime, busybox, libraries."""
+    """Everything but the project: interpreter, standard library, venvs, runtime, busybox,
+    systemd and dbus (the systemd guest's), libraries."""
     for path, what in ((python, "the tests' python"), (runtime, "the ociruntime launcher"), (BUSYBOX, "busybox"),
-                       (APPARMOR_PARSER, "apparmor_parser")):
+                       (APPARMOR_PARSER, "apparmor_parser"), *((path, "systemd, dbus") for path in SYSTEMD_FILES)):
         if not os.path.exists(path):
             raise LaneError(f"{path} ({what}) is missing: run scripts/setup.sh")
     tree = Tree()
@@ -242,6 +261,8 @@ def base_tree(python, runtime):
             tree.add(d, walk=True, skip=_stdlib_skip)
     tree.add(BUSYBOX)
     tree.add(APPARMOR_PARSER)
+    for path in SYSTEMD_FILES:
+        tree.add(path, walk=True)
     tree.add_shared_libraries()
     return tree
 
@@ -251,8 +272,9 @@ def _stdlib_skip(path):
     return name in STDLIB_SKIP or name.startswith("config-") and os.path.isdir(path)
 
 
-def project_tree(project, python, pytest_args, under_test):
-    """The project tree, the guest's init and the few files the guest makes no other way."""
+def project_tree(project, python, pytest_args, under_test, systemd=False):
+    """The project tree, the guest's init and the few files the guest makes no other way
+    (the system bus's user; for the systemd guest, its unit and a machine id)."""
     tree = Tree()
 
     def skip(path):
@@ -264,26 +286,34 @@ def project_tree(project, python, pytest_args, under_test):
         tree.dir(d)
     tree.dir("/tmp", 0o1777)
     tree.node("/dev/console", stat.S_IFCHR | 0o600, 5, 1)  # the init's stdio, before devtmpfs is mounted
-    tree.data("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
-    tree.data("/etc/group", "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n")
-    tree.data("/init", guest_init(project, python, pytest_args, under_test), 0o755)
+    tree.data("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nmessagebus:x:100:101::/nonexistent:/bin/false\n"
+              "nobody:x:65534:65534:nobody:/:/bin/false\n")
+    tree.data("/etc/group", "root:x:0:\ntty:x:5:\nmessagebus:x:101:\nnogroup:x:65534:\n")
+    tree.data("/init", guest_init(project, python, pytest_args, under_test, systemd), 0o755)
+    if systemd:
+        # One of its own, each boot: without one, systemd takes the boot for the first and presets every unit.
+        tree.data("/etc/machine-id", uuid.uuid4().hex + "\n", 0o444)
+        for d in ("/etc/systemd", "/etc/systemd/system"):
+            tree.dir(d)
+        with open(os.path.join(HERE, UNIT)) as f:
+            tree.data(f"/etc/systemd/system/{UNIT}", f.read())
     return tree
 
 
-def pytest_command(project, python, pytest_args):
+def pytest_command(project, python, pytest_args, systemd=False):
     """The guest's pytest; -rfEsxXp: a summary line for every outcome ("PASSED <node id>")."""
-    return [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEsxXp", "-m", "cgroup_v2 or apparmor",
+    return [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEsxXp", "-m", MARKERS[systemd],
             *(pytest_args or [os.path.join(project, "tests")])]
 
 
-def guest_tests(project, python, pytest_args):
+def guest_tests(project, python, pytest_args, systemd=False):
     """The node ids the guest must pass: its selection, collected here as the guest would
     (V2LANE_COLLECT=1: conftest deselects nothing for the guest). This also leaves the
     project's __pycache__ holding the bytecode of the test modules (assertions rewritten by
     pytest) and of what they import: compiling them in the guest took ~10 of its ~16 s of
     pytest (TCG is slow at that)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    proc = subprocess.run([*pytest_command(project, python, pytest_args), "--collect-only"], cwd=project,
+    proc = subprocess.run([*pytest_command(project, python, pytest_args, systemd), "--collect-only"], cwd=project,
                           env={**env, "V2LANE_COLLECT": "1"}, stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, timeout=300)
     if proc.returncode not in (0, 5):  # 5: nothing selected, which the lane reports
@@ -291,8 +321,8 @@ def guest_tests(project, python, pytest_args):
     return {line for line in proc.stdout.splitlines() if "::" in line}
 
 
-def guest_init(project, python, pytest_args, under_test):
-    command = pytest_command(project, python, pytest_args)
+def guest_init(project, python, pytest_args, under_test, systemd=False):
+    command = pytest_command(project, python, pytest_args, systemd)
     # What was packed, named: the guest's conftest neither looks for nor builds another (no compiler there).
     env = (f"export OCIRUNTIME={shlex.quote(under_test.runtime)} "
            f"OCIRUNTIME_LAUNCHER_SCRIPT={shlex.quote(under_test.script)}")
@@ -301,13 +331,14 @@ def guest_init(project, python, pytest_args, under_test):
     with open(os.path.join(HERE, "init.sh")) as f:
         script = f.read()
     for key, value in (("@PATH@", path), ("@ENV@", env), ("@PROJECT@", shlex.quote(project)),
-                       ("@COMMAND@", shlex.join(command))):
+                       ("@COMMAND@", shlex.join(command)), ("@SYSTEMD@", SYSTEMD if systemd else "")):
         script = script.replace(key, value)
     return script
 
 
-def build(project, python=None, pytest_args=(), cache_dir=None, log=None):
-    """Write the guest's initramfs; return (its path, {step: seconds}, the node ids the guest must pass)."""
+def build(project, python=None, pytest_args=(), cache_dir=None, log=None, systemd=False):
+    """Write the guest's initramfs (``systemd``: the systemd guest's); return (its path,
+    {step: seconds}, the node ids the guest must pass)."""
     log = log or (lambda msg: None)
     project = os.path.abspath(project)
     if project != devbuild.PROJECT and not os.environ.get("OCIRUNTIME"):
@@ -337,14 +368,15 @@ def build(project, python=None, pytest_args=(), cache_dir=None, log=None):
             f"{len(base.entries)} entries)")
     times["base"] = time.monotonic() - t0
     t0 = time.monotonic()
-    expected = guest_tests(project, python, pytest_args)
+    expected = guest_tests(project, python, pytest_args, systemd)
     times["collect"] = time.monotonic() - t0
     t0 = time.monotonic()
-    initrd = os.path.join(cache_dir, "initrd.cpio")
+    initrd = os.path.join(cache_dir, f"initrd{_suffix(systemd)}.cpio")
     with open(initrd + ".tmp", "wb") as out:
         with open(base_path, "rb") as f:
             shutil.copyfileobj(f, out, 1 << 20)
-        project_tree(project, python, pytest_args, under_test).write_cpio(out, first_ino=len(base.entries) + 1)
+        project_tree(project, python, pytest_args, under_test, systemd).write_cpio(out,
+                                                                                  first_ino=len(base.entries) + 1)
     os.rename(initrd + ".tmp", initrd)
     times["project"] = time.monotonic() - t0
     log(f"v2-lane: initramfs {initrd} ({os.path.getsize(initrd) >> 20} MiB) in {sum(times.values()):.2f}s: "
@@ -461,16 +493,22 @@ def boot(initrd, timeout=1800, memory=2048, cpus=2, echo=None, kernel=None):
     return Boot(lines, exit_code, timed_out, booted[0], time.monotonic() - start)
 
 
-def run(project, python=None, pytest_args=(), timeout=1800, echo=None, log=None, cpus=2):
-    """Build and boot; the Boot, with ``build_times``, ``expected`` (the node ids the guest
-    must pass) and ``console_log`` (the console, also written as it comes to console.log
-    beside the initramfs: ``tail -f`` it)."""
+def run(project, python=None, pytest_args=(), timeout=1800, echo=None, log=None, cpus=2, systemd=False):
+    """Build and boot (``systemd``: the systemd guest); the Boot, with ``build_times``,
+    ``expected`` (the node ids the guest must pass) and ``console_log`` (the console, also
+    written as it comes to console.log, console-systemd.log for the systemd guest, beside
+    the initramfs: ``tail -f`` it)."""
     with _locked(project, log):
-        initrd, times, expected = build(project, python, pytest_args, log=log)
-        console_log = os.path.join(os.path.dirname(initrd), "console.log")
+        initrd, times, expected = build(project, python, pytest_args, log=log, systemd=systemd)
+        console_log = os.path.join(os.path.dirname(initrd), f"console{_suffix(systemd)}.log")
         result = _boot_logged(initrd, console_log, timeout, echo, cpus)
     result.build_times, result.expected, result.console_log = times, expected, console_log
     return result
+
+
+def _suffix(systemd):
+    """What names the systemd guest's files in the cache directory apart (they share the base)."""
+    return "-systemd" if systemd else ""
 
 
 def _boot_logged(initrd, console_log, timeout, echo, cpus):
@@ -509,15 +547,18 @@ def main(argv=None):
     parser.add_argument("--build-only", action="store_true", help="write the initramfs, print its path")
     parser.add_argument("--timeout", type=float, default=1800, help="kill the guest after this many seconds")
     parser.add_argument("--cpus", type=int, default=2, help="the guest's CPUs (default 2)")
+    parser.add_argument("--systemd", action="store_true",
+                        help="the systemd guest (systemd pid 1, the system bus): the tests marked systemd")
     parser.add_argument("pytest_args", nargs="*", help="instead of <project>/tests (after --)")
     args = parser.parse_args(argv)
     try:
         if args.build_only:
             with _locked(args.project, print):
-                print(build(args.project, args.python, args.pytest_args, log=print)[0])
+                print(build(args.project, args.python, args.pytest_args, log=print, systemd=args.systemd)[0])
             return 0
         result = run(args.project, args.python, args.pytest_args, timeout=args.timeout, cpus=args.cpus,
-                     echo=lambda line: print(line, flush=True), log=lambda msg: print(msg, flush=True))
+                     echo=lambda line: print(line, flush=True), log=lambda msg: print(msg, flush=True),
+                     systemd=args.systemd)
     except LaneError as e:
         print(f"v2-lane: {e}", file=sys.stderr)
         return 2

@@ -34,8 +34,10 @@ class Bus:
         except (OSError, ValueError) as e:
             raise OCIError(f"--systemd-cgroup: can't connect to systemd over the system D-Bus: {e}") from None
         self._version = None
-        self.jobs = MatchRule(type="signal", sender="org.freedesktop.systemd1", path=MANAGER.object_path,
-                              interface=MANAGER.interface, member="JobRemoved")
+        # No sender: signals carry systemd's unique name (":1.0"), which jeepney's own
+        # matching would compare "org.freedesktop.systemd1" with; only systemd sends these.
+        self.jobs = MatchRule(type="signal", path=MANAGER.object_path, interface=MANAGER.interface,
+                              member="JobRemoved")
 
     def close(self):
         self.conn.close()
@@ -82,7 +84,12 @@ class Bus:
     def start_unit(self, name, properties, what):
         """StartTransientUnit: the unit is up, its processes in its cgroup, when this returns."""
         props = [(key, (signature, value)) for key, signature, value in properties]
-        result = self.run_job("StartTransientUnit", "ssa(sv)a(sa(sv))", (name, "replace", props, []), name, what)
+        try:
+            result = self.run_job("StartTransientUnit", "ssa(sv)a(sa(sv))", (name, "replace", props, []), name, what)
+        except BusError as e:
+            if e.name == "org.freedesktop.systemd1.UnitExists":
+                raise OCIError(f"{what}: systemd unit {name} already exists (another container's?)") from None
+            raise
         if result != "done":
             self.reset_failed(name)
             raise OCIError(f"{what}: systemd could not start {name}: its job ended {result!r}")

@@ -1,0 +1,238 @@
+"""The systemd cgroup driver (``--systemd-cgroup``) against a real systemd: PID 1 of the
+qemu lane's systemd guest (tests/vm), with its D-Bus, on cgroup v2; conftest deselects
+these on a host without one. What is checked is what systemd and cgroupfs say: the
+scope in ``systemctl``, its limits read back from its cgroup files, nothing left after
+delete."""
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import wait_status
+
+from ociruntime.resources import cpu_shares_to_weight
+
+pytestmark = [pytest.mark.root, pytest.mark.systemd]
+
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def systemctl(*args):
+    return subprocess.run(["systemctl", *args], capture_output=True, text=True, timeout=30)
+
+
+def show(unit, *props):
+    """{property: value} of a unit, as systemctl show prints them (a property it lists
+    on several lines, as DeviceAllow, has them joined by newlines)."""
+    out = systemctl("show", unit, *(f"--property={p}" for p in props)).stdout
+    found = {}
+    for line in out.splitlines():
+        key, eq, value = line.partition("=")
+        if eq:
+            found[key] = f"{found[key]}\n{value}" if key in found else value
+    return found
+
+
+def unit_exists(unit):
+    """Whether systemd knows the unit at all (loaded, active or failed)."""
+    return show(unit, "LoadState")["LoadState"] not in ("not-found", "")
+
+
+@pytest.fixture
+def sd(runtime):
+    """The runtime with --systemd-cgroup; afterwards, no unit and no cgroup named after any
+    of its containers may be left."""
+    def call(*args, **kw):
+        return runtime("--systemd-cgroup", *args, **kw)
+
+    call.runtime = runtime
+    call.new_id = runtime.new_id
+    yield call
+    left = []
+    units = systemctl("list-units", "--all", "--plain", "--no-legend").stdout
+    for cid in runtime.ids:
+        left += [f"unit {line.split()[0]}" for line in units.splitlines() if cid in line]
+        left += [f"cgroup {base}/{d}" for base, dirs, _ in os.walk(CGROUP) for d in dirs if cid in d]
+    for cid in runtime.ids:
+        runtime("delete", "--force", cid, check=False)
+    assert not left, f"left behind: {left}"
+
+
+def created(sd, bundle, cgroups_path=None):
+    """A created container's (id, init pid); @ID@ in ``cgroups_path`` is its id."""
+    cid = sd.new_id()
+    if cgroups_path is not None:
+        bundle.config["linux"]["cgroupsPath"] = cgroups_path.replace("@ID@", cid)
+    bundle.write()
+    sd("create", "--bundle", bundle.path, cid)
+    return cid, sd.runtime.state(cid)["pid"]
+
+
+def cgroup_of(pid):
+    return Path(f"/proc/{pid}/cgroup").read_text().strip().removeprefix("0::")
+
+
+def test_the_default_unit_is_a_scope_in_system_slice_that_delete_stops(sd, make_bundle):
+    cid, pid = created(sd, make_bundle("sleep", "30"))
+    unit = f"ociruntime-{cid}.scope"
+    assert cgroup_of(pid) == f"/system.slice/{unit}"
+    props = show(unit, "ActiveState", "Slice", "Delegate", "ControlGroup", "MemoryAccounting", "TasksAccounting")
+    assert props == {"ActiveState": "active", "Slice": "system.slice", "Delegate": "yes",
+                     "ControlGroup": f"/system.slice/{unit}", "MemoryAccounting": "yes", "TasksAccounting": "yes"}
+    status = systemctl("status", unit).stdout
+    assert f"{unit} - ociruntime container {unit}" in status and str(pid) in status, status
+    sd("start", cid)
+    assert sd.runtime.state(cid)["status"] == "running"
+    sd("kill", cid, "KILL")
+    wait_status(sd.runtime, cid, "stopped")
+    sd("delete", cid)
+    assert not unit_exists(unit), show(unit, "LoadState", "ActiveState")
+    assert not (CGROUP / "system.slice" / unit).exists()
+
+
+def test_cgroups_path_slice_prefix_name(sd, make_bundle):
+    cid, pid = created(sd, make_bundle("sleep", "30"), "machine.slice:octest:@ID@")
+    unit = f"octest-{cid}.scope"
+    assert show(unit, "Slice", "ActiveState") == {"Slice": "machine.slice", "ActiveState": "active"}
+    assert cgroup_of(pid) == f"/machine.slice/{unit}"
+    sd("delete", "--force", cid)
+    assert not unit_exists(unit)
+
+
+def test_limits_are_unit_properties_and_cgroup_files(sd, make_bundle):
+    bundle = make_bundle("sleep", "30")
+    bundle.config["linux"]["resources"] = {
+        "memory": {"limit": 64 << 20, "reservation": 16 << 20},
+        "cpu": {"quota": 20000, "period": 100000, "shares": 2048, "cpus": "1"},
+        "pids": {"limit": 50}}
+    cid, pid = created(sd, bundle)
+    unit = f"ociruntime-{cid}.scope"
+    props = show(unit, "MemoryMax", "MemoryLow", "CPUQuotaPerSecUSec", "CPUQuotaPeriodUSec", "TasksMax",
+                 "AllowedCPUs", "CPUWeight")
+    assert props == {"MemoryMax": str(64 << 20), "MemoryLow": str(16 << 20), "CPUQuotaPerSecUSec": "200ms",
+                     "CPUQuotaPeriodUSec": "100ms", "TasksMax": "50", "AllowedCPUs": "1",
+                     "CPUWeight": str(cpu_shares_to_weight(2048))}
+    directory = CGROUP / "system.slice" / unit
+    files = {name: (directory / name).read_text().strip() for name in
+             ("memory.max", "memory.low", "cpu.max", "pids.max", "cpuset.cpus", "cpu.weight")}
+    assert files == {"memory.max": str(64 << 20), "memory.low": str(16 << 20), "cpu.max": "20000 100000",
+                     "pids.max": "50", "cpuset.cpus": "1", "cpu.weight": str(cpu_shares_to_weight(2048))}
+    assert str(pid) in (directory / "cgroup.procs").read_text().split()
+    sd("delete", "--force", cid)
+
+
+def test_update_sets_the_unit_and_the_files(sd, make_bundle):
+    bundle = make_bundle("sleep", "30")
+    bundle.config["linux"]["resources"] = {"memory": {"limit": 64 << 20}, "pids": {"limit": 50}}
+    cid, _ = created(sd, bundle)
+    unit = f"ociruntime-{cid}.scope"
+    sd.runtime("update", "--memory", str(128 << 20), "--pids-limit", "20", cid)  # no flag needed: the state knows
+    assert show(unit, "MemoryMax", "TasksMax") == {"MemoryMax": str(128 << 20), "TasksMax": "20"}
+    directory = CGROUP / "system.slice" / unit
+    assert (directory / "memory.max").read_text().strip() == str(128 << 20)
+    assert (directory / "pids.max").read_text().strip() == "20"
+    sd("delete", "--force", cid)
+
+
+def test_pause_resume_ps_events_kill_on_a_scope(sd, make_bundle):
+    cid, pid = created(sd, make_bundle("sh", "-c", "sleep 30 & sleep 30; wait"))
+    sd("start", cid)
+    directory = CGROUP / "system.slice" / f"ociruntime-{cid}.scope"
+    deadline = time.monotonic() + 10
+    while len((directory / "cgroup.procs").read_text().split()) < 3:
+        assert time.monotonic() < deadline, (directory / "cgroup.procs").read_text()
+        time.sleep(0.05)
+    sd("pause", cid)
+    assert sd.runtime.state(cid)["status"] == "paused"
+    assert "frozen 1" in (directory / "cgroup.events").read_text()
+    sd("resume", cid)
+    assert sd.runtime.state(cid)["status"] == "running"
+    pids = json.loads(sd("ps", "--format", "json", cid).stdout)
+    assert pid in pids and len(pids) == 3
+    stats = json.loads(sd("events", "--stats", cid).stdout.splitlines()[0])
+    assert stats["data"]["pids"]["current"] == 3 and stats["data"]["memory"]["usage"]["usage"] > 0
+    sd("kill", "--all", cid, "KILL")
+    wait_status(sd.runtime, cid, "stopped")
+    sd("delete", cid)
+
+
+def test_a_scope_whose_processes_exited_is_gone_and_delete_still_works(sd, make_bundle):
+    """systemd collects a scope once it is empty; delete then has no unit to stop."""
+    cid, _ = created(sd, make_bundle("true"))
+    unit = f"ociruntime-{cid}.scope"
+    sd("start", cid)
+    wait_status(sd.runtime, cid, "stopped")
+    deadline = time.monotonic() + 10
+    while unit_exists(unit):
+        assert time.monotonic() < deadline, show(unit, "ActiveState", "SubState")
+        time.sleep(0.1)
+    proc = sd("delete", cid, check=False)
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stdout
+
+
+def test_run_in_the_foreground(sd, make_bundle):
+    bundle = make_bundle("sh", "-c", "cat /proc/self/cgroup; exit 3")
+    cid = sd.new_id()
+    proc = sd("run", "--bundle", bundle.path, cid, check=False)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout.strip() in (f"0::/system.slice/ociruntime-{cid}.scope", "0::/"), proc.stdout  # cgroupns: "/"
+
+
+def test_devices_the_config_allows_work_and_the_unit_is_strict(sd, make_bundle):
+    """systemd's own device program (DevicePolicy=strict) and ours both allow runc's
+    default devices, and neither lets the container open one the config doesn't allow."""
+    bundle = make_bundle("sh", "-c", "{ echo x > /dev/null && head -c 3 /dev/zero | wc -c && "
+                                     "head -c 1 /dev/kmsg; } > /out 2>&1; touch /done",
+                         root={"path": "rootfs", "readonly": False})
+    bundle.config["linux"]["devices"] = [{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]
+    cid, _ = created(sd, bundle)
+    unit = f"ociruntime-{cid}.scope"
+    props = show(unit, "DevicePolicy", "DeviceAllow")
+    assert props["DevicePolicy"] == "strict" and "/dev/char/1:3 rwm" in props["DeviceAllow"], props
+    assert "char-pts rwm" in props["DeviceAllow"] and "1:11" not in props["DeviceAllow"], props
+    sd("start", cid)
+    wait_status(sd.runtime, cid, "stopped")
+    assert (bundle.rootfs / "done").exists()
+    lines = (bundle.rootfs / "out").read_text().splitlines()
+    assert lines[0] == "3" and "Operation not permitted" in lines[1], lines
+    sd("delete", cid)
+
+
+def test_the_same_unit_twice_is_refused_and_leaves_nothing(sd, make_bundle):
+    first, _ = created(sd, make_bundle("sleep", "30"), "system.slice:octest:same-@ID@")
+    bundle = make_bundle("sleep", "30")
+    bundle.config["linux"]["cgroupsPath"] = f"system.slice:octest:same-{first}"
+    bundle.write()
+    second = sd.new_id()
+    proc = sd("create", "--bundle", bundle.path, second, check=False)
+    assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "linux.cgroupsPath" in proc.stderr and "already exists" in proc.stderr, proc.stderr
+    assert not (Path(sd.runtime.root) / second).exists()
+    assert show(f"octest-same-{first}.scope", "ActiveState")["ActiveState"] == "active"  # the first's, untouched
+    sd("delete", "--force", first)
+
+
+def test_a_create_failing_after_the_unit_started_stops_it(sd, make_bundle):
+    bundle = make_bundle("true")
+    bundle.config["hooks"] = {"createRuntime": [{"path": "/bin/false"}]}
+    cid = sd.new_id()
+    bundle.write()
+    proc = sd("create", "--bundle", bundle.path, cid, check=False)
+    assert proc.returncode == 1 and "createRuntime" in proc.stderr, proc.stderr
+    assert not unit_exists(f"ociruntime-{cid}.scope")
+    assert not (Path(sd.runtime.root) / cid).exists()
+
+
+def test_a_bad_cgroups_path_is_one_line_before_anything_exists(sd, make_bundle):
+    bundle = make_bundle("true")
+    bundle.config["linux"]["cgroupsPath"] = "/not/the/systemd/form"
+    bundle.write()
+    cid = sd.new_id()
+    proc = sd("create", "--bundle", bundle.path, cid, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == ['ociruntime: linux.cgroupsPath: expected "slice:prefix:name" for systemd '
+                                        "cgroups, got '/not/the/systemd/form'"]
+    assert not (Path(sd.runtime.root) / cid).exists()

@@ -59,6 +59,7 @@ KERNEL_GLOB = "/boot/vmlinuz-*-cloud-amd64"
 QEMU = "qemu-system-x86_64"
 PACKAGES = "qemu-system-x86 linux-image-cloud-amd64"  # scripts/setup.sh installs them
 BUSYBOX = "/bin/busybox"
+RUNC = "/usr/sbin/runc"  # the reference, for benchmarks in the guest (bench/bench.py; Debian's runc)
 APPARMOR_PARSER = "/sbin/apparmor_parser"  # loads the apparmor tests' profile (Debian's apparmor package)
 # The systemd guest's pid 1, its tools and the system bus (Debian's systemd and dbus packages).
 SYSTEMD = "/lib/systemd/systemd"
@@ -242,9 +243,10 @@ def python_paths(python):
 
 def base_tree(python, runtime):
     """Everything but the project: interpreter, standard library, venvs, runtime, busybox,
-    systemd and dbus (the systemd guest's), libraries."""
+    runc, systemd and dbus (the systemd guest's), libraries."""
     for path, what in ((python, "the tests' python"), (runtime, "the ociruntime launcher"), (BUSYBOX, "busybox"),
-                       (APPARMOR_PARSER, "apparmor_parser"), *((path, "systemd, dbus") for path in SYSTEMD_FILES)):
+                       (RUNC, "runc"), (APPARMOR_PARSER, "apparmor_parser"),
+                       *((path, "systemd, dbus") for path in SYSTEMD_FILES)):
         if not os.path.exists(path):
             raise LaneError(f"{path} ({what}) is missing: run scripts/setup.sh")
     tree = Tree()
@@ -260,6 +262,7 @@ def base_tree(python, runtime):
         if not any(d == v or d.startswith(v + "/") for v in venvs if v):
             tree.add(d, walk=True, skip=_stdlib_skip)
     tree.add(BUSYBOX)
+    tree.add(RUNC)
     tree.add(APPARMOR_PARSER)
     for path in SYSTEMD_FILES:
         tree.add(path, walk=True)
@@ -272,7 +275,7 @@ def _stdlib_skip(path):
     return name in STDLIB_SKIP or name.startswith("config-") and os.path.isdir(path)
 
 
-def project_tree(project, python, pytest_args, under_test, systemd=False):
+def project_tree(project, python, pytest_args, under_test, systemd=False, command=None):
     """The project tree, the guest's init and the few files the guest makes no other way
     (the system bus's user; for the systemd guest, its unit and a machine id)."""
     tree = Tree()
@@ -289,7 +292,7 @@ def project_tree(project, python, pytest_args, under_test, systemd=False):
     tree.data("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nmessagebus:x:100:101::/nonexistent:/bin/false\n"
               "nobody:x:65534:65534:nobody:/:/bin/false\n")
     tree.data("/etc/group", "root:x:0:\ntty:x:5:\nmessagebus:x:101:\nnogroup:x:65534:\n")
-    tree.data("/init", guest_init(project, python, pytest_args, under_test, systemd), 0o755)
+    tree.data("/init", guest_init(project, python, pytest_args, under_test, systemd, command), 0o755)
     if systemd:
         # One of its own, each boot: without one, systemd takes the boot for the first and presets every unit.
         tree.data("/etc/machine-id", uuid.uuid4().hex + "\n", 0o444)
@@ -321,8 +324,10 @@ def guest_tests(project, python, pytest_args, systemd=False):
     return {line for line in proc.stdout.splitlines() if "::" in line}
 
 
-def guest_init(project, python, pytest_args, under_test, systemd=False):
-    command = pytest_command(project, python, pytest_args, systemd)
+def guest_init(project, python, pytest_args, under_test, systemd=False, command=None):
+    """The guest's /init: init.sh filled in; it runs pytest, or ``command`` (a shell
+    command line: a benchmark) in its place."""
+    command = [BUSYBOX, "sh", "-c", command] if command else pytest_command(project, python, pytest_args, systemd)
     # What was packed, named: the guest's conftest neither looks for nor builds another (no compiler there).
     env = (f"export OCIRUNTIME={shlex.quote(under_test.runtime)} "
            f"OCIRUNTIME_LAUNCHER_SCRIPT={shlex.quote(under_test.script)}")
@@ -336,9 +341,10 @@ def guest_init(project, python, pytest_args, under_test, systemd=False):
     return script
 
 
-def build(project, python=None, pytest_args=(), cache_dir=None, log=None, systemd=False):
-    """Write the guest's initramfs (``systemd``: the systemd guest's); return (its path,
-    {step: seconds}, the node ids the guest must pass)."""
+def build(project, python=None, pytest_args=(), cache_dir=None, log=None, systemd=False, command=None):
+    """Write the guest's initramfs (``systemd``: the systemd guest's; ``command``: run that
+    shell command line instead of pytest); return (its path, {step: seconds}, the node ids
+    the guest must pass: none for a command)."""
     log = log or (lambda msg: None)
     project = os.path.abspath(project)
     if project != devbuild.PROJECT and not os.environ.get("OCIRUNTIME"):
@@ -368,14 +374,14 @@ def build(project, python=None, pytest_args=(), cache_dir=None, log=None, system
             f"{len(base.entries)} entries)")
     times["base"] = time.monotonic() - t0
     t0 = time.monotonic()
-    expected = guest_tests(project, python, pytest_args, systemd)
+    expected = set() if command else guest_tests(project, python, pytest_args, systemd)
     times["collect"] = time.monotonic() - t0
     t0 = time.monotonic()
     initrd = os.path.join(cache_dir, f"initrd{_suffix(systemd)}.cpio")
     with open(initrd + ".tmp", "wb") as out:
         with open(base_path, "rb") as f:
             shutil.copyfileobj(f, out, 1 << 20)
-        project_tree(project, python, pytest_args, under_test, systemd).write_cpio(out,
+        project_tree(project, python, pytest_args, under_test, systemd, command).write_cpio(out,
                                                                                   first_ino=len(base.entries) + 1)
     os.rename(initrd + ".tmp", initrd)
     times["project"] = time.monotonic() - t0
@@ -493,13 +499,14 @@ def boot(initrd, timeout=1800, memory=2048, cpus=2, echo=None, kernel=None):
     return Boot(lines, exit_code, timed_out, booted[0], time.monotonic() - start)
 
 
-def run(project, python=None, pytest_args=(), timeout=1800, echo=None, log=None, cpus=2, systemd=False):
+def run(project, python=None, pytest_args=(), timeout=1800, echo=None, log=None, cpus=2, systemd=False,
+        command=None):
     """Build and boot (``systemd``: the systemd guest); the Boot, with ``build_times``,
     ``expected`` (the node ids the guest must pass) and ``console_log`` (the console, also
     written as it comes to console.log, console-systemd.log for the systemd guest, beside
     the initramfs: ``tail -f`` it)."""
     with _locked(project, log):
-        initrd, times, expected = build(project, python, pytest_args, log=log, systemd=systemd)
+        initrd, times, expected = build(project, python, pytest_args, log=log, systemd=systemd, command=command)
         console_log = os.path.join(os.path.dirname(initrd), f"console{_suffix(systemd)}.log")
         result = _boot_logged(initrd, console_log, timeout, echo, cpus)
     result.build_times, result.expected, result.console_log = times, expected, console_log
@@ -549,16 +556,19 @@ def main(argv=None):
     parser.add_argument("--cpus", type=int, default=2, help="the guest's CPUs (default 2)")
     parser.add_argument("--systemd", action="store_true",
                         help="the systemd guest (systemd pid 1, the system bus): the tests marked systemd")
+    parser.add_argument("--command", help="a shell command line the guest runs in the project instead of pytest "
+                        "(e.g. a benchmark); its exit code is the lane's")
     parser.add_argument("pytest_args", nargs="*", help="instead of <project>/tests (after --)")
     args = parser.parse_args(argv)
     try:
         if args.build_only:
             with _locked(args.project, print):
-                print(build(args.project, args.python, args.pytest_args, log=print, systemd=args.systemd)[0])
+                print(build(args.project, args.python, args.pytest_args, log=print, systemd=args.systemd,
+                            command=args.command)[0])
             return 0
         result = run(args.project, args.python, args.pytest_args, timeout=args.timeout, cpus=args.cpus,
                      echo=lambda line: print(line, flush=True), log=lambda msg: print(msg, flush=True),
-                     systemd=args.systemd)
+                     systemd=args.systemd, command=args.command)
     except LaneError as e:
         print(f"v2-lane: {e}", file=sys.stderr)
         return 2

@@ -32,8 +32,8 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
     """Return the plan for ``config`` (already schema-validated) of the bundle at ``bundle``.
     ``cgroup_host`` (resources.Host) says where the host has each cgroup controller.
     ``joins_first``: the init waits until it is in its cgroups, limits and device rules
-    written, before its first step (the systemd driver: systemd moves it into a cgroup
-    whose v1 device rules are then written again, one by one, with the init inside)."""
+    written, before its first step (the systemd driver on v1: systemd moves it into a cgroup
+    whose device rules are then written again, one by one, with the init inside)."""
     linux = config.get("linux") or {}
     process = config.get("process")
     if process is None:

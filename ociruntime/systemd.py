@@ -18,6 +18,7 @@ from .errors import ConfigError
 DEFAULT_SLICE = "system.slice"
 DEFAULT_PREFIX = "ociruntime"  # runc's is "runc": a unit says which runtime made it
 ANNOTATION_PREFIX = "org.systemd.property."
+TRANSIENT = "/run/systemd/transient"  # where systemd keeps transient units' files while they are loaded
 INFINITY = (1 << 64) - 1  # systemd's USEC_INFINITY / CGROUP_LIMIT_MAX: "max"
 CPU_QUOTA_PERIOD_SINCE = 242  # systemd versions that know these properties
 ALLOWED_CPUS_SINCE = 244
@@ -354,9 +355,11 @@ def _gvariant(text, label):
     return signature, value
 
 
-def unit_name_ok(name):
-    """Whether a state record's unit name is one this driver makes (a .scope, no path)."""
-    return type(name) is str and name.endswith(".scope") and set(name) <= _UNIT_CHARS and 0 < len(name) <= 255
+def may_be_loaded(name, paths):
+    """Whether systemd may still have the container's unit: its cgroup is there, or its
+    transient unit file (systemd removes that when it collects the unit, as it does a
+    scope whose processes all exited). When neither is, delete needs no bus at all."""
+    return any(pathnames.exists(p) for p in paths.values()) or pathnames.exists(f"{TRANSIENT}/{name}")
 
 
 def running():

@@ -84,6 +84,7 @@ def test_the_default_unit_is_a_scope_in_system_slice_that_delete_stops(sd, make_
                      "ControlGroup": f"/system.slice/{unit}", "MemoryAccounting": "yes", "TasksAccounting": "yes"}
     status = systemctl("status", unit).stdout
     assert f"{unit} - ociruntime container {unit}" in status and str(pid) in status, status
+    assert Path(f"/run/systemd/transient/{unit}").exists()  # delete looks there (systemd.may_be_loaded)
     sd("start", cid)
     assert sd.runtime.state(cid)["status"] == "running"
     sd("kill", cid, "KILL")
@@ -169,6 +170,7 @@ def test_a_scope_whose_processes_exited_is_gone_and_delete_still_works(sd, make_
     while unit_exists(unit):
         assert time.monotonic() < deadline, show(unit, "ActiveState", "SubState")
         time.sleep(0.1)
+    assert not Path(f"/run/systemd/transient/{unit}").exists()  # so delete needs no bus
     proc = sd("delete", cid, check=False)
     assert (proc.returncode, proc.stderr) == (0, ""), proc.stdout
 

@@ -48,7 +48,7 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
         cgroup_paths = cgroups.container_paths(linux.get("cgroupsPath"), container_id)
     plan = plan_mod.build(config, bundle, container_id, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
                           preserve_fds=preserve_fds, cgroup_paths=cgroup_paths, cgroup_host=_cgroup_host(linux),
-                          joins_first=unit is not None)
+                          joins_first=unit is not None and _v1_devices())
     # The first record names all this create may make (write-ahead: state.py).
     container = state.Container.new(root, container_id, {
         "ociVersion": config.get("ociVersion", SPEC_VERSION),
@@ -135,6 +135,12 @@ def _move_net_devices(plan, init):
         from .. import netdevices
 
         netdevices.move(plan["net_devices"], init.pid)
+
+
+def _v1_devices():
+    """Whether device rules go to a v1 devices cgroup: written one by one, so with the
+    systemd driver (the init already in the cgroup) the init waits until they are all in."""
+    return cgroups.controller_versions()[0].get("devices") == "v1"
 
 
 def _cgroup_host(linux):

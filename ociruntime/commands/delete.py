@@ -56,6 +56,17 @@ def _wait_stopped(container, paths, timeout=10.0):
         time.sleep(0.002)
 
 
+def _stop_unit(name, paths):
+    """The systemd driver's unit, unless systemd has collected it already (the bus and its
+    library cost more than the rest of a delete)."""
+    from .. import systemd
+
+    if systemd.may_be_loaded(name, paths):
+        from ..systemd_bus import stop_unit
+
+        stop_unit(name)
+
+
 def destroy(container):
     """Kill what is left, remove the cgroups, mounts and state, then run poststop."""
     data = container.data
@@ -66,9 +77,7 @@ def destroy(container):
     if _kill_all(paths, pid):
         _wait_stopped(container, paths)
     if data.get("systemd_unit"):
-        from ..systemd_bus import stop_unit
-
-        stop_unit(data["systemd_unit"])
+        _stop_unit(data["systemd_unit"], paths)
     cgroups.remove(cgroups.removable(data.get("cgroups_created") or [], paths))
     try:
         hostmounts.detach_added(data)

@@ -16,7 +16,8 @@
  * OCI_STEP_PIVOT are resolved inside the rootfs, never following a symlink out
  * of it; after it they are resolved inside the new root. */
 #define OCI_STEP_MOUNT          1  /* mount src on dst (fstype, flags, data); create dst: dir, or file if mode == S_IFREG;
-                                      a bind with extra flags is remounted; then propagation */
+                                      a bind with extra flags is remounted; a tmpfs with `copyup` gets a copy
+                                      of what dst held (OCI_COPYUP_*); then propagation */
 #define OCI_STEP_MKNOD          2  /* mknod dst (mode incl. type, dev) + chown uid:gid; in a user
                                       namespace: bind-mount host path src instead */
 #define OCI_STEP_SYMLINK        3  /* symlink(src, dst) unless dst exists */
@@ -42,6 +43,18 @@
 #define OCI_STEP_CONSOLE       19  /* process.terminal: make the pty (see console_fd); with dst, bind its
                                       slave onto dst (/dev/console, made an empty file if missing) */
 
+/* An OCI_STEP_MOUNT's `copyup` (runc's tmpcopyup, on a tmpfs only): 0, or OCI_COPYUP and what
+ * else the tmpfs's root takes from the directory dst was before it was covered. The directory
+ * is opened before the mount (a dst that doesn't exist yet is made: nothing to copy, and the
+ * root keeps what the mount gave it); the tmpfs is mounted read-write, the tree under that fd
+ * copied into it — directories, files, symlinks as symlinks (never followed), device nodes,
+ * fifos and sockets as nodes, each with its owner, group, mode and times; no xattrs, hard links
+ * become copies — then remounted read-only if flags say MS_RDONLY. */
+#define OCI_COPYUP              1  /* copy dst's contents into the new tmpfs */
+#define OCI_COPYUP_MODE         2  /* the root takes dst's mode (the data sets no mode=) */
+#define OCI_COPYUP_UID          4  /* ... dst's owner (no uid=), unless 65534: maybe unmapped (runc */
+#define OCI_COPYUP_GID          8  /* ... dst's group (no gid=)    takes neither, only the mode) */
+
 #define OCI_PIVOT_ROOT          0  /* pivot_root and detach the old root */
 #define OCI_PIVOT_MOVE          1  /* move the rootfs mount onto / and chroot (--no-pivot) */
 #define OCI_PIVOT_CHROOT        2  /* chroot only: no mount namespace of our own */
@@ -58,6 +71,7 @@ struct oci_step {
     unsigned int mode;
     unsigned long long dev;
     unsigned int uid, gid;
+    unsigned int copyup;        /* OCI_COPYUP* bits, 0: none */
 };
 
 struct oci_hook {

@@ -1,6 +1,7 @@
 /* The init's filesystem steps: mounts, device nodes, links, pivot_root, and
  * the masking that follows it. Every target is resolved inside the root. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -19,6 +20,7 @@
 #include "util.h"
 
 #define PROPAGATION_FLAGS (MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE)
+#define OVERFLOW_ID 65534 /* the kernel's default overflowuid and overflowgid */
 
 /* Flags a bind remount must keep when the kernel locked them on the source
  * (always so in a user namespace). */
@@ -102,17 +104,204 @@ static void check_destination(int rootfd, int fd, const struct oci_step *s)
     oci_fail(0, "%s: %s resolved to %s in the container, inside /proc: refused", s->label, s->dst, rel);
 }
 
+/* tmpcopyup: the tree under a directory, read through fds only (a symlink is copied as
+ * one, never followed), made again in the new tmpfs. */
+struct copy {
+    const struct oci_step *s;
+    char path[4096];            /* the entry being copied, below s->dst: for errors */
+    char link[4096];            /* a symlink's target (here, not in the recursion's frames) */
+    char data[65536];
+};
+
+__attribute__((noreturn))
+static void copy_fail(struct copy *c, const char *what)
+{
+    oci_fail(1, "%s: tmpcopyup: %s %s%s", c->s->label, what, c->s->dst, c->path);
+}
+
+/* Give dirfd/name (name "": dirfd itself) st's times and, as `what` (OCI_COPYUP_*) says,
+ * its owner, group and mode; the mode after the owner, whose change clears set-id bits. */
+static void copy_attrs(struct copy *c, int dirfd, const char *name, const struct stat *st, unsigned what)
+{
+    struct timespec times[2] = {st->st_atim, st->st_mtim};
+    mode_t mode = st->st_mode & 07777;
+
+    if (fchownat(dirfd, name, what & OCI_COPYUP_UID ? st->st_uid : (uid_t)-1,
+                 what & OCI_COPYUP_GID ? st->st_gid : (gid_t)-1, AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) < 0)
+        copy_fail(c, "chown");
+    if ((what & OCI_COPYUP_MODE) && !S_ISLNK(st->st_mode) &&
+        (*name ? fchmodat(dirfd, name, mode, 0) : fchmod(dirfd, mode)) < 0)
+        copy_fail(c, "chmod");
+    if ((*name ? utimensat(dirfd, name, times, AT_SYMLINK_NOFOLLOW) : futimens(dirfd, times)) < 0)
+        copy_fail(c, "set the times of");
+}
+
+static void copy_file(struct copy *c, int in, int out)
+{
+    ssize_t n, w, off;
+
+    while ((n = read(in, c->data, sizeof(c->data))) > 0)
+        for (off = 0; off < n; off += w)
+            if ((w = write(out, c->data + off, n - off)) < 0)
+                copy_fail(c, "write");
+    if (n < 0)
+        copy_fail(c, "read");
+}
+
+static void copy_tree(struct copy *c, int from, int to);
+
+static void copy_entry(struct copy *c, int from, int to, const char *name)
+{
+    const unsigned all = OCI_COPYUP_MODE | OCI_COPYUP_UID | OCI_COPYUP_GID;
+    char buf[32];
+    struct stat st;
+    ssize_t n;
+    int at, in, out;
+
+    if (fstatat(from, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        copy_fail(c, "stat");
+    if (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode)) {
+        /* Opened as what is there now, never through a link, and read only once it is
+         * known to be a directory or a file (not a device or FIFO swapped in). */
+        at = openat(from, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (at < 0 || fstat(at, &st) < 0)
+            copy_fail(c, "open");
+        if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {
+            errno = ESTALE; /* replaced since it was listed */
+            copy_fail(c, "copy");
+        }
+        in = S_ISDIR(st.st_mode) ? openat(at, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                                 : open(oci_fdpath(at, buf), O_RDONLY | O_NOCTTY | O_CLOEXEC);
+        if (in < 0)
+            copy_fail(c, "open");
+        close(at);
+        if (S_ISDIR(st.st_mode)) {
+            if (mkdirat(to, name, 0700) < 0)
+                copy_fail(c, "mkdir");
+            out = openat(to, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (out < 0)
+                copy_fail(c, "open the copy of");
+            copy_tree(c, in, out);
+        } else {
+            out = openat(to, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+            if (out < 0)
+                copy_fail(c, "create");
+            copy_file(c, in, out);
+            close(in);
+        }
+        copy_attrs(c, out, "", &st, all);
+        close(out);
+        return;
+    }
+    if (S_ISLNK(st.st_mode)) {
+        n = readlinkat(from, name, c->link, sizeof(c->link));
+        if (n < 0 || n == sizeof(c->link))
+            copy_fail(c, "readlink");
+        c->link[n] = '\0';
+        if (symlinkat(c->link, to, name) < 0)
+            copy_fail(c, "symlink");
+    } else if (mknodat(to, name, st.st_mode, st.st_rdev) < 0) { /* devices, FIFOs, sockets */
+        copy_fail(c, "mknod");
+    }
+    copy_attrs(c, to, name, &st, all);
+}
+
+/* Copy what directory `from` holds into directory `to`; closes `from`. */
+static void copy_tree(struct copy *c, int from, int to)
+{
+    DIR *d = fdopendir(from);
+    size_t len = strlen(c->path);
+    struct dirent *e;
+
+    if (!d)
+        copy_fail(c, "read");
+    while ((errno = 0, e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (len + 1 + strlen(e->d_name) >= sizeof(c->path)) {
+            errno = ENAMETOOLONG;
+            copy_fail(c, "copy");
+        }
+        c->path[len] = '/';
+        strcpy(c->path + len + 1, e->d_name);
+        copy_entry(c, dirfd(d), to, e->d_name);
+        c->path[len] = '\0';
+    }
+    if (errno)
+        copy_fail(c, "read");
+    closedir(d);
+}
+
+/* dst as it is before the tmpfs covers it, a directory to read; -1 if it isn't there yet
+ * (made by the mount: nothing to copy). */
+static int copyup_source(int rootfd, const struct oci_step *s)
+{
+    int fd = oci_open_in_root(rootfd, s->dst, 0, 0), dir;
+
+    if (fd < 0 && errno == ENOENT)
+        return -1;
+    if (fd < 0)
+        oci_fail(1, "%s: %s", s->label, s->dst);
+    dir = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0)
+        oci_fail(1, "%s: tmpcopyup: open %s", s->label, s->dst);
+    close(fd);
+    return dir;
+}
+
+/* Copy what `from` (closed here) held into the tmpfs just mounted on s->dst, whose root
+ * takes from's times and what s->copyup says; then make it read-only if asked. */
+static void copy_up(int rootfd, const struct oci_step *s, int from)
+{
+    static struct copy c;
+    char buf[32];
+    struct stat st, tst;
+    struct statfs sf;
+    int fd = open_target(rootfd, s, 0);
+    int to = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    unsigned what = s->copyup;
+
+    c.s = s;
+    c.path[0] = '\0';
+    if (to < 0 || fstat(from, &st) < 0 || fstat(to, &tst) < 0 || fstatfs(to, &sf) < 0)
+        copy_fail(&c, "open");
+    if (sf.f_type != TMPFS_MAGIC || tst.st_dev == st.st_dev)
+        oci_fail(0, "%s: tmpcopyup: %s is not the tmpfs just mounted", s->label, s->dst);
+    /* An id a user namespace doesn't map reads as the overflow id: the root keeps the
+     * mount's owner (the container's root), as with runc, rather than become nobody's. */
+    if (st.st_uid == OVERFLOW_ID)
+        what &= ~OCI_COPYUP_UID;
+    if (st.st_gid == OVERFLOW_ID)
+        what &= ~OCI_COPYUP_GID;
+    copy_tree(&c, from, to);
+    copy_attrs(&c, to, "", &st, what);
+    close(to);
+    if ((s->flags & MS_RDONLY) && remount_bind(oci_fdpath(fd, buf), s->flags & ~MS_REMOUNT) < 0)
+        oci_fail(1, "%s: remount %s read-only", s->label, s->dst);
+    close(fd);
+}
+
 static void do_mount(int rootfd, const struct oci_step *s)
 {
     char buf[32];
+    int from = s->copyup ? copyup_source(rootfd, s) : -1; /* before the tmpfs covers it */
     int fd = open_target(rootfd, s, S_ISREG(s->mode) ? 2 : 1);
     unsigned long flags = s->flags;
+    struct stat st, fst;
 
     check_destination(rootfd, fd, s);
+    if (from >= 0) {
+        /* The directory read is the one mounted on; the copy goes in read-write. */
+        if (fstat(from, &st) < 0 || fstat(fd, &fst) < 0 || st.st_dev != fst.st_dev || st.st_ino != fst.st_ino)
+            oci_fail(0, "%s: tmpcopyup: %s was replaced while it was opened", s->label, s->dst);
+        flags &= ~MS_RDONLY;
+    }
 
     if (mount(s->src, oci_fdpath(fd, buf), s->fstype, flags, s->data) < 0)
         oci_fail(1, "%s: mount %s on %s", s->label, s->src ? s->src : s->fstype, s->dst);
     close(fd);
+    if (from >= 0)
+        copy_up(rootfd, s, from);
     /* The fd pointed under the new mount; what follows needs the mount itself. */
     if ((flags & MS_BIND) && (flags & ~(MS_BIND | MS_REC | MS_SILENT))) {
         fd = open_target(rootfd, s, 0);

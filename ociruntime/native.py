@@ -154,6 +154,7 @@ def _c_plan(plan, sync_fd, start_fds):
         a.src, a.dst, a.fstype, a.data = k.str(s["src"]), k.str(s["dst"]), k.str(s["fstype"]), k.str(s["data"])
         a.flags, a.propagation, a.mode, a.dev = s["flags"], s["propagation"], s["mode"], s["dev"]
         a.uid, a.gid = s["uid"], s["gid"]
+        a.copyup = s["copyup"]
     c.nsteps = len(steps)
     c.steps = arr
     c.ncreate_hooks = len(plan["create_hooks"])

@@ -22,9 +22,10 @@ NODE_ONLINE = "/sys/devices/system/node/online"
 
 
 def step(op, label, dst=None, src=None, fstype=None, data=None, flags=0, propagation=0,
-         mode=0, dev=0, uid=0, gid=0):
+         mode=0, dev=0, uid=0, gid=0, copyup=0):
     return {"op": op, "label": label, "dst": dst, "src": src, "fstype": fstype, "data": data,
-            "flags": flags, "propagation": propagation, "mode": mode, "dev": dev, "uid": uid, "gid": gid}
+            "flags": flags, "propagation": propagation, "mode": mode, "dev": dev, "uid": uid, "gid": gid,
+            "copyup": copyup}
 
 
 def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, preserve_fds=0,
@@ -435,6 +436,10 @@ def _mount_steps(m, label, bundle, cgroupns, cgroup_paths):
         raise ConfigError(label + ".options", str(e).split(": ", 1)[1]) from None
     fstype = m.get("type")
     src = m.get("source")
+    copyup = "tmpcopyup" in (m.get("options") or [])
+    if copyup and (fstype != "tmpfs" or _is_bind(m)):
+        # runc ignores it there.
+        warn(f"{label}.options: 'tmpcopyup' has no effect on a mount that is not a tmpfs")
     if m.get("uidMappings") or m.get("gidMappings"):
         raise ConfigError(label, "id-mapped mounts are not supported by this runtime yet")
     if _is_bind(m):
@@ -454,7 +459,8 @@ def _mount_steps(m, label, bundle, cgroupns, cgroup_paths):
     if not fstype:
         raise ConfigError(label + ".type", "is required for a mount that is not a bind mount")
     return [step("mount", label, dst=dst, src=src or fstype, fstype=fstype, flags=flags,
-                 data=data or None, propagation=propagation)]
+                 data=data or None, propagation=propagation,
+                 copyup=mountopts.copyup(data) if copyup and fstype == "tmpfs" else 0)]
 
 
 def _cgroup_mount_steps(label, dst, flags, propagation, cgroupns, cgroup_paths):

@@ -53,6 +53,7 @@ mount = st.fixed_dictionaries({
     "type": st.sampled_from(["bind", "tmpfs", "proc", "sysfs", "mqueue", "devpts", "nosuchfs", ""]),
     "source": paths,
 }, optional={"options": st.lists(st.sampled_from(sorted(mountopts.FLAGS) + sorted(mountopts.PROPAGATION)
+                                                 + sorted(mountopts.EXTENSIONS)
                                                  + ["rbind", "bind", "mode=755", "size=1k", "bogus"]), max_size=4)})
 syscall_rule = st.fixed_dictionaries({
     "names": st.lists(st.sampled_from(["mkdir", "getpid", "kill", "no_such_call", "write", "execve", "sendmsg"]),

@@ -2,11 +2,14 @@
 /proc/self/mountinfo, and from the host for mounts that must never land there."""
 
 import os
+import shutil
+import stat
 import subprocess
 import uuid
 
 import pytest
-from conftest import run_ok
+from conftest import Runtime, run_ok
+from test_linux import traversable  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.root
 
@@ -342,14 +345,286 @@ def test_mount_over_mount(runtime, make_bundle, tmp_path):
     assert (tmp_path / "src/inner").is_dir(), "the inner mount point was made in the bound dir"
 
 
+# --- tmpcopyup: a tmpfs that starts with what the directory it covers holds (runc's extension) -
+
+PODMAN_TMPFS = ["rw", "rprivate", "nosuid", "nodev", "tmpcopyup"]  # podman's --read-only /tmp, /run, /var/tmp
+SEED_TIMES = (1_000_000_000, 1_100_000_000)  # atime, mtime of every seeded entry
+
+
+def seed(directory, fifo=True, root=("dir", 0o1777, 0, 0, None), shift=0):
+    """Make ``directory`` (``root``: its mode, owner, group) and fill it with every kind of
+    entry tmpcopyup copies, each with its own owner, group, mode and times (ids + ``shift``);
+    return {relative path: what its copy must be} (_tree's form). The links are never to be
+    followed: one leads to the rootfs's /etc/passwd, one to / (the whole rootfs), one nowhere."""
+    want = {
+        "": root,
+        "file": ("file", 0o640, 1234, 5678, "hello\n"),
+        "setgid": ("file", 0o2711, 1000, 1000, "#!/bin/sh\n"),
+        "sub": ("dir", 0o751, 42, 43, None),
+        "sub/inner": ("file", 0o600, 0, 0, "inner\n"),
+        "sub/deeper": ("dir", 0o1777, 0, 0, None),
+        "sub/deeper/empty": ("file", 0o644, 7, 7, ""),
+        "passwd": ("link", 0o777, 7, 8, "/etc/passwd"),
+        "root": ("link", 0o777, 0, 0, "/"),
+        "rel": ("link", 0o777, 0, 0, "sub/inner"),
+        "dangling": ("link", 0o777, 9, 9, "/nonexistent"),
+    }
+    if fifo:
+        want["fifo"] = ("fifo", 0o620, 5, 6, None)
+    for rel, (kind, mode, uid, gid, what) in want.items():
+        path = os.path.join(directory, rel)
+        if kind == "dir":
+            os.mkdir(path)
+        elif kind == "file":
+            with open(path, "w") as f:
+                f.write(what)
+        elif kind == "link":
+            os.symlink(what, path)
+        else:
+            os.mkfifo(path)
+        os.chown(path, uid + shift, gid + shift, follow_symlinks=False)
+        if kind != "link":
+            os.chmod(path, mode)
+    for rel in sorted(want, key=len, reverse=True):  # a directory after what it holds
+        os.utime(os.path.join(directory, rel), SEED_TIMES, follow_symlinks=False)
+    return {rel: (kind, mode, uid + shift, gid + shift, what, SEED_TIMES)
+            for rel, (kind, mode, uid, gid, what) in want.items()}
+
+
+def _tree(directory, times=True):
+    """{relative path: (kind, mode, uid, gid, content or link target, (atime, mtime))} of
+    everything under ``directory``, no link followed; each entry stat'ed before it is read
+    or listed, so reading leaves the times compared alone."""
+    kinds = {stat.S_IFDIR: "dir", stat.S_IFREG: "file", stat.S_IFLNK: "link", stat.S_IFIFO: "fifo"}
+    out = {}
+
+    def walk(rel):
+        path = os.path.join(directory, rel)
+        st = os.lstat(path)
+        kind = kinds.get(stat.S_IFMT(st.st_mode), oct(stat.S_IFMT(st.st_mode)))
+        what = None
+        if kind == "file":
+            with open(path) as f:
+                what = f.read()
+        elif kind == "link":
+            what = os.readlink(path)
+        out[rel] = (kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, what,
+                    (int(st.st_atime), int(st.st_mtime)) if times else None)
+        if kind == "dir":
+            for name in sorted(os.listdir(path)):
+                walk(os.path.join(rel, name))
+
+    walk("")
+    return out
+
+
+def untimed(tree):
+    """A _tree without the times: the rootfs's, whose atimes the copying changed."""
+    return {rel: (*v[:5], None) for rel, v in tree.items()}
+
+
+def created_tree(runtime, bundle, directory):
+    """create the container; its mountinfo and _tree(directory) as the waiting init sees
+    them (/proc/<pid>/root); then delete it."""
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundle.path, cid)
+    try:
+        pid = runtime.state(cid)["pid"]
+        return _inside_mounts(pid), _tree(f"/proc/{pid}/root{directory}")
+    finally:
+        runtime("delete", "--force", cid)
+
+
+def test_tmpcopyup_copies_the_directory(runtime, make_bundle):
+    """A tmpfs with podman's options on a rootfs directory holding files, directories,
+    links and a FIFO: the tmpfs holds identical copies (owner, group, mode, times, set-id
+    bits; links as links, never followed), its root the directory's owner, group, mode."""
+    bundle = make_bundle("true")
+    want = seed(bundle.rootfs / "seed", root=("dir", 0o750, 11, 12, None))
+    add_mount(bundle, "/seed", "tmpfs", "tmpfs", PODMAN_TMPFS)
+    bundle.write()
+    inside, copied = created_tree(runtime, bundle, "/seed")
+    m = mount_at(inside, "/seed")
+    assert m["fstype"] == "tmpfs" and {"rw", "nosuid", "nodev"} <= m["opts"], m
+    assert copied == want
+    assert _tree(bundle.rootfs / "seed", times=False) == untimed(want)
+
+
+@pytest.mark.usefixtures("traversable")
+def test_tmpcopyup_in_a_user_namespace(runtime, make_bundle):
+    """In a user namespace the copies keep their owners (the container's ids of the
+    mapped host ones): seen from the host, the same ids as the directory's. A directory
+    whose owner the namespace doesn't map (the host's root: "nobody" inside) leaves the
+    tmpfs's root to the container's root, as runc does: it can write there."""
+    bundle = make_bundle("sh", "-c", "touch /hostowned/x && stat -c '%a %u %g' /hostowned; ls /hostowned")
+    want = seed(bundle.rootfs / "seed", root=("dir", 0o750, 11, 12, None), shift=100000)
+    os.mkdir(bundle.rootfs / "hostowned", 0o755)
+    (bundle.rootfs / "hostowned/f").write_text("")
+    bundle.config["linux"]["namespaces"].append({"type": "user"})
+    for key in ("uidMappings", "gidMappings"):
+        bundle.config["linux"][key] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    add_mount(bundle, "/seed", "tmpfs", "tmpfs", PODMAN_TMPFS)
+    add_mount(bundle, "/hostowned", "tmpfs", "tmpfs", PODMAN_TMPFS)
+    bundle.write()
+    inside, copied = created_tree(runtime, bundle, "/seed")
+    assert mount_at(inside, "/seed")["fstype"] == "tmpfs" and copied == want
+    assert run_ok(runtime, bundle) == "755 0 0\nf\nx\n"
+
+
+class Runc(Runtime):
+    binary = "/usr/sbin/runc"
+
+
+def test_tmpcopyup_as_runc_does(runtime, make_bundle, tmp_path):
+    """runc 1.1 on the same bundle makes the same tree: names, kinds, contents, link targets,
+    owners and groups, modes of files (set-id bits too) and of the root. Where it differs,
+    this runtime keeps closer to the directory: runc gives every copy the time of copying,
+    makes directories under its umask (1777 becomes 1755), leaves the root owned by root,
+    and fails on a FIFO ("lchown …/fifo: no such file or directory"): none here."""
+    bundle = make_bundle("true")
+    seed(bundle.rootfs / "seed", fifo=False, root=("dir", 0o750, 11, 12, None))
+    add_mount(bundle, "/seed", "tmpfs", "tmpfs", PODMAN_TMPFS)
+    bundle.write()
+    runc = Runc(tmp_path / "runc-state")
+    trees = {name: created_tree(rt, bundle, "/seed")[1] for name, rt in (("runc", runc), ("ociruntime", runtime))}
+
+    def agreed(tree):
+        return {rel: (kind, None if kind == "dir" and rel else mode, uid if rel else None, gid if rel else None, what)
+                for rel, (kind, mode, uid, gid, what, _) in tree.items()}
+
+    assert agreed(trees["ociruntime"]) == agreed(trees["runc"])
+    assert trees["runc"][""][1:4] == (0o750, 0, 0) and trees["ociruntime"][""][1:4] == (0o750, 11, 12)
+
+
+def test_tmpcopyup_writes_stay_in_the_tmpfs(runtime, make_bundle):
+    """What the container writes, changes or removes there never reaches the rootfs; the
+    container holds no fd of the runtime's (the copy's are closed)."""
+    script = ("echo new > /seed/new && echo changed > /seed/sub/inner && rm /seed/file && mkdir /seed/made && "
+              "chmod 700 /seed && ls /seed && exec ls /proc/self/fd")
+    bundle = make_bundle("sh", "-c", script)
+    want = seed(bundle.rootfs / "seed")
+    add_mount(bundle, "/seed", "tmpfs", "tmpfs", PODMAN_TMPFS)
+    bundle.write()
+    out = run_ok(runtime, bundle).split()
+    assert out == ["dangling", "fifo", "made", "new", "passwd", "rel", "root", "setgid", "sub",
+                   "0", "1", "2", "3"], out
+    assert _tree(bundle.rootfs / "seed", times=False) == untimed(want)
+
+
+@pytest.mark.parametrize("how", ["root.readonly", "ro tmpfs"])
+def test_tmpcopyup_and_read_only(runtime, make_bundle, how):
+    """podman's --read-only: a read-only root with tmpcopyup tmpfs on it, which take
+    writes. A read-only tmpcopyup tmpfs (on a read-write root) is filled first, then made
+    read-only."""
+    bundle = make_bundle("sh", "-c", "touch /seed/x && echo wrote; touch /y || echo refused; cat /seed/rel; "
+                                     + MOUNTINFO)
+    seed(bundle.rootfs / "seed")
+    bundle.config["root"]["readonly"] = how == "root.readonly"
+    add_mount(bundle, "/seed", "tmpfs", "tmpfs", PODMAN_TMPFS if how == "root.readonly" else ["ro", "tmpcopyup"])
+    bundle.write()
+    out = run_ok(runtime, bundle)
+    if how == "root.readonly":
+        assert out.splitlines()[:3] == ["wrote", "refused", "inner"], out
+        assert "ro" in mount_at(out, "/")["opts"] and "rw" in mount_at(out, "/seed")["opts"]
+    else:
+        assert out.splitlines()[0] == "inner", out
+        assert "rw" in mount_at(out, "/")["opts"] and "ro" in mount_at(out, "/seed")["opts"]
+    assert mount_at(out, "/seed")["fstype"] == "tmpfs" and not (bundle.rootfs / "seed/x").exists()
+
+
+def test_tmpcopyup_on_a_missing_or_empty_directory(runtime, make_bundle):
+    """A destination the rootfs lacks is made as for any mount: nothing to copy, the root
+    the tmpfs's own (1777, or the mode= asked); an empty one gives an empty tmpfs with its
+    mode. The data's mode=, uid=, gid= win over the directory's."""
+    bundle = make_bundle("sh", "-c", "stat -c '%n %a %u %g' /fresh /asked /empty /own; ls -A /fresh /empty /own")
+    os.mkdir(bundle.rootfs / "empty", 0o700)
+    os.mkdir(bundle.rootfs / "own")
+    (bundle.rootfs / "own/f").write_text("")
+    os.chown(bundle.rootfs / "own", 5, 6)
+    os.chmod(bundle.rootfs / "own", 0o755)
+    add_mount(bundle, "/fresh", "tmpfs", "tmpfs", ["tmpcopyup"])
+    add_mount(bundle, "/asked", "tmpfs", "tmpfs", ["tmpcopyup", "mode=0710"])
+    add_mount(bundle, "/empty", "tmpfs", "tmpfs", ["tmpcopyup"])
+    add_mount(bundle, "/own", "tmpfs", "tmpfs", ["tmpcopyup", "uid=9", "mode=0705"])
+    bundle.write()
+    assert run_ok(runtime, bundle) == ("/fresh 1777 0 0\n/asked 710 0 0\n/empty 700 0 0\n/own 705 9 6\n"
+                                       "/empty:\n\n/fresh:\n\n/own:\nf\n")
+    assert sorted(os.listdir(bundle.rootfs / "fresh")) == []
+
+
+def test_tmpcopyup_through_a_link_copies_the_rootfs_own(runtime, make_bundle, host_dir):
+    """The destination is a link to a host directory: it resolves inside the rootfs, and
+    the rootfs's directory there is what is copied, never the host's."""
+    name = os.path.basename(host_dir)
+    with open(os.path.join(host_dir, "host-secret"), "w") as f:
+        f.write("host\n")
+    bundle = make_bundle("true")
+    os.makedirs(bundle.rootfs / "tmp" / name)
+    (bundle.rootfs / "tmp" / name / "inside").write_text("rootfs\n")
+    os.symlink(host_dir, bundle.rootfs / "escape")
+    add_mount(bundle, "/escape", "tmpfs", "tmpfs", PODMAN_TMPFS)
+    bundle.write()
+    inside, copied = created_tree(runtime, bundle, f"/tmp/{name}")
+    assert mount_at(inside, f"/tmp/{name}")["fstype"] == "tmpfs"
+    assert sorted(copied) == ["", "inside"] and copied["inside"][4] == "rootfs\n"
+    assert sorted(os.listdir(host_dir)) == ["host-secret"] and host_dir not in host_mount_points()
+
+
+def without_mount_namespace(bundle):
+    bundle.config["linux"]["namespaces"] = [n for n in bundle.config["linux"]["namespaces"] if n["type"] != "mount"]
+
+
+def test_tmpcopyup_without_a_mount_namespace(runtime, make_bundle):
+    """The tmpfs lands on the host's rootfs directory, filled; delete detaches it and the
+    directory is as it was."""
+    bundle = make_bundle("sleep", "100")
+    want = seed(bundle.rootfs / "seed")
+    without_mount_namespace(bundle)
+    add_mount(bundle, "/seed", "tmpfs", "tmpfs", PODMAN_TMPFS)
+    bundle.write()
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundle.path, cid)
+    try:
+        assert f"{bundle.rootfs}/seed" in host_mount_points()
+        assert _tree(bundle.rootfs / "seed") == want
+    finally:
+        runtime("delete", "--force", cid)
+    assert f"{bundle.rootfs}/seed" not in host_mount_points()
+    assert _tree(bundle.rootfs / "seed", times=False) == untimed(want)
+
+
+@pytest.mark.parametrize("mount_namespace", [True, False])
+def test_tmpcopyup_failure_names_the_mount(runtime, make_bundle, mount_namespace):
+    """A destination that is a file, and one whose tree is deeper than a path may be: one
+    line naming the mount and where, nothing left mounted (the fixture checks the host)."""
+    bundle = make_bundle("true")
+    (bundle.rootfs / "afile").write_text("x")
+    deep = os.open(bundle.rootfs, os.O_RDONLY | os.O_DIRECTORY)
+    for name in ("deep", *["d" * 250] * 17):  # 17 * 251 > 4096
+        os.mkdir(name, dir_fd=deep)
+        deep, parent = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=deep), deep
+        os.close(parent)
+    os.close(deep)
+    if not mount_namespace:
+        without_mount_namespace(bundle)
+    mounts = bundle.config["mounts"]
+    for dst, words in (("/afile", ["/afile", "Not a directory"]), ("/deep", ["/deep/ddd", "File name too long"])):
+        bundle.config["mounts"] = list(mounts)
+        i = add_mount(bundle, dst, "tmpfs", "tmpfs", ["tmpcopyup"])
+        bundle.write()
+        code, _, err = runtime.run_output(bundle)
+        assert code != 0 and f"mounts[{i}]: tmpcopyup: " in err and all(w in err for w in words), err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    shutil.rmtree(bundle.rootfs / "deep")
+
+
 # --- refused options ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("option", ["idmap", "tmpcopyup", "rro"])
+@pytest.mark.parametrize("option", ["idmap", "rnoexec", "rro"])
 def test_unsupported_mount_option_refused(runtime, make_bundle, tmp_path, option):
     (tmp_path / "src").mkdir()
     bundle = make_bundle("true")
-    i = add_mount(bundle, "/t", "tmpfs" if option == "tmpcopyup" else "bind", tmp_path / "src",
-                  ["rbind", option] if option != "tmpcopyup" else [option])
+    i = add_mount(bundle, "/t", "bind", tmp_path / "src", ["rbind", option])
     bundle.write()
     code, out, err = runtime.run_output(bundle)
     assert code != 0

@@ -248,6 +248,7 @@ def test_default_mount_flags(bundle):
     (["defaults", "sync", "dirsync"], mo.MS_SYNCHRONOUS | mo.MS_DIRSYNC, 0, ""),
     (["size=1m", "ro", "mode=700", "uid=5"], mo.MS_RDONLY, 0, "size=1m,mode=700,uid=5"),
     (["nosymfollow", "lazytime"], mo.MS_NOSYMFOLLOW | mo.MS_LAZYTIME, 0, ""),
+    (["tmpcopyup", "size=1m"], 0, 0, "size=1m"),
 ])
 def test_mountopts_parse(options, flags, propagation, data):
     assert mo.parse(options, "mounts[0].options") == (flags, propagation, data)
@@ -642,8 +643,41 @@ def test_empty_resources_are_fine(bundle):
 
 def test_refused_mount_option(bundle):
     cfg = config()
-    cfg["mounts"].append({"destination": "/t", "type": "tmpfs", "options": ["nosuid", "tmpcopyup"]})
-    refused(cfg, bundle, f"mounts[{len(cfg['mounts']) - 1}].options", "tmpcopyup")
+    cfg["mounts"].append({"destination": "/t", "type": "tmpfs", "options": ["nosuid", "rnoexec"]})
+    refused(cfg, bundle, f"mounts[{len(cfg['mounts']) - 1}].options", "rnoexec")
+
+
+@pytest.mark.parametrize("options, copyup", [
+    (["rw", "rprivate", "nosuid", "nodev", "tmpcopyup"], mo.COPYUP | mo.COPYUP_MODE | mo.COPYUP_UID | mo.COPYUP_GID),
+    (["tmpcopyup", "mode=700", "size=1m"], mo.COPYUP | mo.COPYUP_UID | mo.COPYUP_GID),
+    (["tmpcopyup", "uid=5", "gid=6", "mode=1777"], mo.COPYUP),
+    (["nosuid"], 0),
+])
+def test_tmpcopyup_marks_a_tmpfs_step(bundle, options, copyup):
+    """runc's tmpcopyup: no mount data, a mark on the step; the tmpfs's root keeps the mode,
+    owner and group of the directory it covers but for those the options set."""
+    cfg = config()
+    cfg["mounts"].append({"destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": options})
+    (s,) = steps(build(cfg, bundle), "mount", f"mounts[{len(cfg['mounts']) - 1}]")
+    assert s["copyup"] == copyup
+    assert "tmpcopyup" not in (s["data"] or "")
+    assert s["flags"] & mo.MS_NOSUID == (mo.MS_NOSUID if "nosuid" in options else 0)
+    assert all(t["copyup"] == 0 for t in build(config(), bundle)["steps"])
+
+
+def test_tmpcopyup_elsewhere_has_no_effect(bundle, capsys):
+    """On a mount that is not a tmpfs runc ignores tmpcopyup: so does this runtime, with a warning."""
+    (bundle / "d").mkdir()
+    cfg = config()
+    cfg["mounts"] += [{"destination": "/b", "type": "bind", "source": "d", "options": ["rbind", "tmpcopyup"]},
+                      {"destination": "/q", "type": "mqueue", "options": ["tmpcopyup"]}]
+    p = build(cfg, bundle)
+    n = len(cfg["mounts"])
+    for i in (n - 2, n - 1):
+        (s,) = steps(p, "mount", f"mounts[{i}]")
+        assert s["copyup"] == 0 and not s["data"]
+    err = capsys.readouterr().err
+    assert f"mounts[{n - 2}].options: 'tmpcopyup' has no effect" in err and f"mounts[{n - 1}].options" in err
 
 
 def test_refused_idmapped_mount(bundle):

@@ -574,9 +574,8 @@ def test_read_only_root(podman):
 def test_read_only(podman):
     """--read-only as podman does it by default: / read-only, with read-write tmpfs on /tmp,
     /var/tmp and /run that podman asks with the option ``tmpcopyup`` (runc's extension: the
-    tmpfs starts with the contents of the directory it covers). podman's --tmpfs asks for it
-    too. ociruntime refuses the option (ociruntime/linux/mountopts.py UNSUPPORTED), so create
-    fails and podman gives 126: this fails with ociruntime until tmpcopyup is implemented."""
+    tmpfs starts with the contents of the directory it covers; tests/test_mounts.py checks the
+    copy). podman's --tmpfs asks for it too."""
     proc = podman.run("--read-only", IMAGE, "sh", "-c",
                       "touch /x; echo rc=$?; touch /tmp/y /run/y /var/tmp/y && echo tmpfs ok; "
                       "grep -E ' / / | /tmp ' /proc/self/mountinfo")
@@ -585,6 +584,17 @@ def test_read_only(podman):
     assert lines[:2] == ["rc=1", "tmpfs ok"] and "Read-only file system" in proc.stderr, proc
     mounts = {line.split()[4]: line for line in lines[2:]}
     assert mounts["/"].split()[5].split(",")[0] == "ro" and " - tmpfs " in mounts["/tmp"], lines
+
+
+def test_tmpfs_starts_with_the_image_directory(podman):
+    """--tmpfs DIR (podman asks tmpcopyup): the tmpfs starts with what the image holds there,
+    and its root keeps the image directory's mode."""
+    proc = podman.run("--tmpfs", "/etc", "--tmpfs", "/run", IMAGE, "sh", "-c",
+                      "grep ^root: /etc/passwd; stat -c %a /run; grep -E ' /(etc|run) ' /proc/self/mountinfo")
+    assert proc.returncode == 0, proc
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("root:x:0:0:") and lines[1] == "755", proc
+    assert [line.split(" - ")[1].split()[0] for line in lines[2:]] == ["tmpfs", "tmpfs"], proc
 
 
 def test_user_and_capabilities(podman):

@@ -11,7 +11,7 @@ from ..linux import capabilities, lsm, mountopts, namespaces, procattrs, seccomp
 
 
 def features():
-    mount_options = sorted(set(mountopts.FLAGS) | set(mountopts.PROPAGATION))
+    mount_options = sorted(set(mountopts.FLAGS) | set(mountopts.PROPAGATION) | mountopts.EXTENSIONS)
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": SPEC_VERSION,

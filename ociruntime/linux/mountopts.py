@@ -69,9 +69,16 @@ PROPAGATION = {
     "runbindable": MS_UNBINDABLE | MS_REC,
 }
 
+# runc's extension: no mount flag but something the runtime does besides mounting. tmpcopyup:
+# a tmpfs starts with a copy of what the directory it covers holds (on any other mount runc
+# ignores it). parse() leaves it out of the data; a mount step's "copyup" carries it as
+# these bits (OCI_COPYUP_* of native/oci_native.h).
+EXTENSIONS = {"tmpcopyup"}
+COPYUP, COPYUP_MODE, COPYUP_UID, COPYUP_GID = 1, 2, 4, 8
+
 # Options runc knows that this runtime does not implement yet: refused, never dropped.
 UNSUPPORTED = {
-    "idmap", "ridmap", "tmpcopyup",
+    "idmap", "ridmap",
     "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec", "rsync", "rasync",
     "rnoatime", "ratime", "rnodiratime", "rdiratime", "rrelatime", "rnorelatime",
     "rstrictatime", "rnostrictatime", "rnosymfollow", "rsymfollow",
@@ -90,8 +97,19 @@ def parse(options, label):
             flags = flags & ~flag if clear else flags | flag
         elif opt in PROPAGATION:
             propagation = PROPAGATION[opt]
+        elif opt in EXTENSIONS:
+            pass
         elif opt in UNSUPPORTED:
             raise ValueError(f"{label}: mount option {opt!r} is not supported by this runtime")
         else:
             data.append(opt)
     return flags, propagation, ",".join(data)
+
+
+def copyup(data):
+    """A tmpcopyup tmpfs's "copyup" bits: its root takes the mode, owner and group of the
+    directory it covers, but for those its data sets (mode=, uid=, gid=: as runc 1.2 lets
+    mode= win; runc 1.1 chmods over it)."""
+    keys = {opt.split("=", 1)[0] for opt in data.split(",")} if data else set()
+    return COPYUP | sum(bit for key, bit in (("mode", COPYUP_MODE), ("uid", COPYUP_UID), ("gid", COPYUP_GID))
+                        if key not in keys)

@@ -31,7 +31,7 @@ DEFAULT_ROOT = "/run/ociruntime"  # the command's default --root
 
 
 def create(container_id, bundle, *, root=DEFAULT_ROOT, stdio=None, console=None, console_socket=None, pid_file=None,
-           no_pivot=False, no_new_keyring=False, preserve_fds=0):
+           no_pivot=False, no_new_keyring=False, preserve_fds=0, rootless=None):
     """Create the container from the OCI bundle at ``bundle``, up to "created" (its init
     waits for :func:`start`; prestart, createRuntime and createContainer hooks have run);
     returns the init's pid.
@@ -44,6 +44,8 @@ def create(container_id, bundle, *, root=DEFAULT_ROOT, stdio=None, console=None,
     object, or to the unix socket at the path ``console_socket`` (``--console-socket``).
     ``pid_file``, ``no_pivot``, ``no_new_keyring``, ``preserve_fds``: the command's flags
     (``preserve_fds``: the caller's fds 3 .. 3+N-1 pass to the container).
+    ``rootless``: ``--rootless`` (None: auto): whether cgroups the caller can't write are
+    done without (ociruntime/rootless.py).
     """
     from . import cgroups
     from .commands import create as verb
@@ -52,7 +54,8 @@ def create(container_id, bundle, *, root=DEFAULT_ROOT, stdio=None, console=None,
     try:
         container, init = verb.create(root, container_id, bundle, pid_file=pid_file, no_pivot=no_pivot,
                                       no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
-                                      console_socket=console_socket, console=console, stdio=stdio)
+                                      console_socket=console_socket, console=console, stdio=stdio,
+                                      rootless=rootless)
     finally:
         cgroups.end_priming()
     init.detach()

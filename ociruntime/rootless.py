@@ -257,6 +257,32 @@ def exec_groups(process_plan, init_pid):
         process_plan["groups"] = None
 
 
+def namespace_pids(data):
+    """The processes of a container without cgroups: those in its init's pid namespace
+    (what ps and kill --all list in its cgroups otherwise)."""
+    from .state import init_pid
+
+    pid = init_pid(data, {})
+    if pid is None:
+        return set()
+    try:
+        ns = posix.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return set()
+    if ns == posix.readlink("/proc/self/ns/pid"):
+        raise OCIError("the container has neither cgroups (created rootless) nor a pid namespace of its own: "
+                       "its processes can't be told from the host's")
+    found = set()
+    for name in posix.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if posix.readlink(f"/proc/{name}/ns/pid") == ns:
+                    found.add(int(name))
+            except OSError:
+                continue
+    return found
+
+
 def _which(name):
     for directory in posix.environ.get(b"PATH", b"/usr/sbin:/usr/bin:/sbin:/bin").decode().split(":"):
         path = pathnames.join(directory or ".", name)

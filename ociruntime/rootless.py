@@ -283,6 +283,20 @@ def namespace_pids(data):
     return found
 
 
+def namespace_gone(data):
+    """Whether a container without cgroups has no process left: its init is gone or a
+    zombie. Killed, a pid namespace's init stays in do_exit (``state`` already calls it
+    stopped) until every other process of the namespace has been reaped."""
+    pid = data.get("pid")
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return True
+    after = stat[stat.rindex(b")") + 2:].split()
+    return int(after[19]) != data.get("init_start_time") or after[0] in (b"Z", b"X")
+
+
 def _which(name):
     for directory in posix.environ.get(b"PATH", b"/usr/sbin:/usr/bin:/sbin:/bin").decode().split(":"):
         path = pathnames.join(directory or ".", name)

@@ -48,13 +48,22 @@ class User:
         env.update(extra)
         return {k: v for k, v in env.items() if v is not None}
 
-    def run(self, *args, env=None, timeout=60):
-        """Run ``args`` as the user: its uid and gid, no supplementary groups. Output goes
+    def run(self, *args, env=None, timeout=60, cgroup=None):
+        """Run ``args`` as the user: its uid and gid, no supplementary groups; in the cgroup
+        v2 directory ``cgroup`` if given (moved there while still root). Output goes
         through files: a created container keeps the stdio it inherited."""
+        def become():
+            if cgroup:
+                with open(f"{cgroup}/cgroup.procs", "w") as f:
+                    f.write("0")
+            os.setgroups([])
+            os.setresgid(self.gid, self.gid, self.gid)
+            os.setresuid(self.uid, self.uid, self.uid)
+
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             code = subprocess.run([str(a) for a in args], stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                  user=self.uid, group=self.gid, extra_groups=[], env=env or self.env(),
-                                  cwd=self.work, timeout=timeout).returncode
+                                  preexec_fn=become, env=env or self.env(), cwd=self.work,
+                                  timeout=timeout).returncode
             out.seek(0)
             err.seek(0)
             return subprocess.CompletedProcess(args, code, out.read(), err.read())
@@ -83,6 +92,8 @@ class User:
 
 def _subids(path, name):
     """(first, count) of the user's first range in /etc/subuid or /etc/subgid, or None."""
+    if not os.path.exists(path):
+        return None
     with open(path) as f:
         for line in f:
             owner, first, count = line.strip().split(":")
@@ -511,6 +522,92 @@ def test_network_namespace_and_sysfs(rt, bundle):
     outcome(rt, "network namespace, sysfs", proc.returncode == 0, refused(proc), "works")
     if rt.which == "ociruntime":
         assert proc.stdout.split() == ["lo"]
+
+
+# --- a delegated cgroup v2 subtree (pure cgroup v2: the qemu lane's guest) -------------------------
+
+@pytest.fixture
+def nobody():
+    """nobody (the guest has no useradd), with an XDG_RUNTIME_DIR and a work directory."""
+    u = User("nobody")
+    os.makedirs(u.xdg, 0o700, exist_ok=True)
+    for path in (u.xdg, u.work):
+        os.chown(path, u.uid, u.gid)
+    yield u
+    for path in (u.work, u.xdg):
+        _unmount_below(path)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def delegated(nobody):
+    """A subtree delegated to ``nobody`` as systemd delegates user@UID.service: its directory,
+    cgroup.procs, cgroup.subtree_control and cgroup.threads are the user's, memory and pids
+    enabled in it; the user's processes start in its leaf "runner". Yields its path."""
+    top = f"/sys/fs/cgroup/rl-{uuid.uuid4().hex[:8]}"
+    os.mkdir(top)
+    try:
+        for directory in ("/sys/fs/cgroup", top):
+            for controller in ("memory", "pids"):
+                with open(f"{directory}/cgroup.subtree_control", "w") as f:
+                    f.write(f"+{controller}")
+        os.mkdir(f"{top}/runner")
+        for path in (top, f"{top}/runner"):
+            for name in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
+                os.chown(f"{path}/{name}".rstrip("/"), nobody.uid, nobody.gid)
+        yield top
+    finally:
+        for d in sorted((d for d, _, _ in os.walk(top)), key=len, reverse=True):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+
+@pytest.mark.cgroup_v2
+def test_a_delegated_cgroup_v2_subtree(nobody, delegated, rootfs_template):
+    """Rootless with a cgroup the user may make: the container's cgroup is made in the
+    delegated subtree, with its limits; pause, resume, update, ps and events work there;
+    delete removes it. Controllers the delegator didn't enable are left alone."""
+    path = os.path.join(nobody.work, "bundle")
+    shutil.copytree(rootfs_template, f"{path}/rootfs", symlinks=True)
+    subprocess.run(["chown", "-R", f"{nobody.uid}:{nobody.gid}", path], check=True)
+    assert nobody.run(RUNTIME, "spec", "--rootless", "--bundle", path).returncode == 0
+    with open(f"{path}/config.json") as f:
+        config = json.load(f)
+    config["process"].update(terminal=False, args=["sleep", "1000"])
+    config["linux"]["resources"] = {"memory": {"limit": 64 << 20}, "pids": {"limit": 50}}
+    with open(f"{path}/config.json", "w") as f:
+        json.dump(config, f)
+    cid = f"rl-{uuid.uuid4().hex[:8]}"
+
+    def run(*args):
+        proc = nobody.run(RUNTIME, *args, cgroup=f"{delegated}/runner")
+        assert proc.returncode == 0, f"{args}: {proc.stderr}"
+        return proc.stdout
+
+    mine = f"{delegated}/{cid}"
+    try:
+        run("create", "--bundle", path, cid)
+        pid = json.loads(run("state", cid))["pid"]
+        run("start", cid)
+        with open(f"/proc/{pid}/cgroup") as f:
+            assert f.read() == f"0::{mine.removeprefix('/sys/fs/cgroup')}\n"
+        with open(f"{mine}/memory.max") as f, open(f"{mine}/pids.max") as g:
+            assert (f.read(), g.read()) == (f"{64 << 20}\n", "50\n")
+        run("pause", cid)
+        assert json.loads(run("state", cid))["status"] == "paused"
+        run("resume", cid)
+        run("update", "--memory", "32m", cid)
+        with open(f"{mine}/memory.max") as f:
+            assert f.read() == f"{32 << 20}\n"
+        assert json.loads(run("ps", "--format", "json", cid)) == [pid]
+        assert json.loads(run("events", "--stats", cid))["data"]["pids"]["current"] == 1
+        run("kill", cid, "KILL")
+        run("delete", "--force", cid)
+        assert not os.path.exists(mine)
+    finally:
+        nobody.run(RUNTIME, "delete", "--force", cid)
 
 
 def test_zz_table(capsys):

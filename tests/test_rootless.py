@@ -204,8 +204,8 @@ class As:
     def __init__(self, which, user):
         self.which, self.user, self.binary = which, user, RUNTIMES[which]
 
-    def __call__(self, *args, env=None):
-        return self.user.run(self.binary, *args, env=env)
+    def __call__(self, *args, env=None, binary=True):
+        return self.user.run(*[self.binary] * binary, *args, env=env)
 
     def new_id(self):
         cid = f"rl-{uuid.uuid4().hex[:8]}"
@@ -508,6 +508,17 @@ def test_devices_are_bound_from_the_host(rt, bundle):
     outcome(rt, "linux.devices (bound from the host)", proc.returncode == 0, refused(proc), "works")
     if rt.which == "ociruntime":
         assert proc.stdout.split() == ["1,5", "00", "00", "00"]
+
+
+def test_terminal(rt, bundle):
+    """process.terminal: the pty is made in the container's devpts (script(1) gives run a tty)."""
+    if not shutil.which("script"):
+        pytest.skip("no script (util-linux)")
+    path = bundle("sh", "-c", "tty; id -u", change=lambda c: c["process"].update(terminal=True))
+    proc = rt("script", "-qec", f"{rt.binary} run --bundle {path} {rt.new_id()}", "/dev/null", binary=False)
+    outcome(rt, "run, process.terminal", proc.returncode == 0, refused(proc), "works")
+    if rt.which == "ociruntime":
+        assert proc.stdout.split() == ["/dev/pts/0", "0"], proc.stdout
 
 
 def test_network_namespace_and_sysfs(rt, bundle):

@@ -21,6 +21,7 @@ import uuid
 
 import pytest
 from conftest import RUNTIME
+from containerd import _command  # a process's command line, for the leftover report
 
 from ociruntime import plan as plan_mod
 from ociruntime import rootless
@@ -243,18 +244,10 @@ def leftovers(user, before=()):
     root = f"{user.xdg}/ociruntime"
     if os.path.isdir(root):
         found += [f"state {n}" for n in os.listdir(root)]
-    found += [f"process {pid} {_cmdline(pid)}" for pid in user.processes() if pid not in before]
+    found += [f"process {pid} {_command(pid)}" for pid in user.processes() if pid not in before]
     with open("/proc/self/mountinfo") as f:
         found += [f"mount {line.split()[4]}" for line in f if line.split()[4].startswith(user.work + "/")]
     return found
-
-
-def _cmdline(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return "(gone)"
 
 
 @pytest.fixture(params=["ociruntime", "runc"])

@@ -31,7 +31,7 @@ DEFAULT_ROOT = "/run/ociruntime"  # the command's default --root
 
 
 def create(container_id, bundle, *, root=DEFAULT_ROOT, stdio=None, console=None, console_socket=None, pid_file=None,
-           no_pivot=False, no_new_keyring=False, preserve_fds=0, systemd_cgroup=False):
+           no_pivot=False, no_new_keyring=False, preserve_fds=0, systemd_cgroup=False, rootless=None):
     """Create the container from the OCI bundle at ``bundle``, up to "created" (its init
     waits for :func:`start`; prestart, createRuntime and createContainer hooks have run);
     returns the init's pid.
@@ -46,6 +46,8 @@ def create(container_id, bundle, *, root=DEFAULT_ROOT, stdio=None, console=None,
     (``preserve_fds``: the caller's fds 3 .. 3+N-1 pass to the container).
     ``systemd_cgroup`` (``--systemd-cgroup``): the container's cgroup is a transient systemd
     scope (linux.cgroupsPath "slice:prefix:name"); the other calls find that in its state.
+    ``rootless``: ``--rootless`` (None: auto): whether cgroups the caller can't write are
+    done without (ociruntime/rootless.py).
     """
     from . import cgroups
     from .commands import create as verb
@@ -55,7 +57,7 @@ def create(container_id, bundle, *, root=DEFAULT_ROOT, stdio=None, console=None,
         container, init = verb.create(root, container_id, bundle, pid_file=pid_file, no_pivot=no_pivot,
                                       no_new_keyring=no_new_keyring, preserve_fds=preserve_fds,
                                       console_socket=console_socket, console=console, stdio=stdio,
-                                      systemd_cgroup=systemd_cgroup)
+                                      systemd_cgroup=systemd_cgroup, rootless=rootless)
     finally:
         cgroups.end_priming()
     init.detach()

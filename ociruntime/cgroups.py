@@ -325,6 +325,7 @@ def _enable_controllers(path, wanted):
     host only those the resources use there."""
     mounts = hierarchies()
     mountpoint = mounts[UNIFIED]
+    needed = set(wanted)
     if pure_v2(mounts):
         with open(f"{mountpoint}/cgroup.controllers") as f:
             wanted = set(f.read().split())
@@ -333,18 +334,22 @@ def _enable_controllers(path, wanted):
         return
     parent = mountpoint
     for part in path[len(mountpoint):].strip("/").split("/")[:-1]:
-        _enable_in(parent, wanted)
+        _enable_in(parent, wanted, needed)
         parent = f"{parent}/{part}"
-    _enable_in(parent, wanted)
+    _enable_in(parent, wanted, needed)
 
 
-def _enable_in(directory, wanted):
+def _enable_in(directory, wanted, needed):
+    """Enable ``wanted`` there; one the resources don't need may fail (as runc lets it):
+    rootless, a delegated subtree offers only what its delegator enabled (rootless.py)."""
     with open(f"{directory}/cgroup.subtree_control") as f:
         missing = wanted - set(f.read().split())
     for controller in sorted(missing):
         try:
             _write(f"{directory}/cgroup.subtree_control", f"+{controller}")
         except OSError as e:
+            if controller not in needed:
+                continue
             raise OCIError(f"linux.resources: enabling the {controller} controller in "
                            f"{directory}/cgroup.subtree_control: {e.strerror}") from None
 

@@ -13,7 +13,7 @@ from .errors import OCIError
 
 # Global options: flag -> (dest, takes a value, default)
 GLOBAL = {
-    "--root": ("root", True, api.DEFAULT_ROOT),
+    "--root": ("root", True, None),  # /run/ociruntime; rootless: $XDG_RUNTIME_DIR/ociruntime (rootless.py)
     "--log": ("log", True, None),
     "--log-format": ("log_format", True, "text"),
     "--debug": ("debug", False, False),
@@ -182,15 +182,12 @@ def check_globals(glob, command):
     rootless = glob["rootless"]
     if rootless not in _TRUE + _FALSE + ("auto", ""):
         raise OCIError(f"--rootless: invalid value {rootless!r}: use true, false or auto")
-    if rootless in _TRUE and command in ("create", "run"):
-        # Where runc acts on it (its rootless cgroup manager). false and auto as root: the usual way.
-        raise OCIError("--rootless true: rootless containers are not supported by this runtime yet")
 
 
 def dispatch(glob, command, opts):
     """Run one command; returns the exit code."""
     check_globals(glob, command)
-    root = glob["root"]
+    root = glob["root"] or _default_root(command)
     if command == "help":
         from .cli import help_main
 
@@ -207,12 +204,14 @@ def dispatch(glob, command, opts):
             if command == "run":
                 from .commands import run
 
-                return run.main(root, systemd_cgroup=glob["systemd_cgroup"], **opts)
+                return run.main(root, systemd_cgroup=glob["systemd_cgroup"], rootless=_rootless(glob["rootless"]),
+                                **opts)
             if command == "exec":
                 from .commands import exec as exec_cmd
 
                 return exec_cmd.main(root, **opts)
-            api.create(root=root, systemd_cgroup=glob["systemd_cgroup"], **opts)
+            api.create(root=root, systemd_cgroup=glob["systemd_cgroup"], rootless=_rootless(glob["rootless"]),
+                       **opts)
         finally:
             cgroups.end_priming()
     # The verbs the API offers as they are: the command is the call.
@@ -256,6 +255,24 @@ def dispatch(glob, command, opts):
 
         features.main()
     return 0
+
+
+def _rootless(value):
+    """--rootless as create takes it: True, False, or None for auto."""
+    return True if value in _TRUE else False if value in _FALSE else None
+
+
+def _default_root(command):
+    """runc's: /run/ociruntime, or for an ordinary user $XDG_RUNTIME_DIR/ociruntime."""
+    if command in ("help", "version", "spec", "features"):
+        return None
+    import posix
+
+    if posix.geteuid() == 0 and b"XDG_RUNTIME_DIR" not in posix.environ:
+        return api.DEFAULT_ROOT
+    from .rootless import default_root
+
+    return default_root()
 
 
 def _commit():

@@ -59,9 +59,10 @@ def _fill_process(k, c, p):
     c.envp = k.strv(p["env"])
     c.cwd = k.str(p["cwd"])
     c.uid, c.gid = p["uid"], p["gid"]
-    c.ngroups = len(p["groups"])
-    c.groups = k.array("unsigned int", len(p["groups"]))
-    for i, g in enumerate(p["groups"]):
+    groups = p["groups"] or []  # None: leave them (setgroups denied: rootless.py)
+    c.ngroups = -1 if p["groups"] is None else len(groups)
+    c.groups = k.array("unsigned int", len(groups))
+    for i, g in enumerate(groups):
         c.groups[i] = g
     c.umask = p["umask"]
     if p["caps"] is not None:
@@ -317,9 +318,17 @@ class Init:
         self.send(b"K")
 
     def write_id_maps(self):
-        for name in ("uid_map", "gid_map"):
-            with open(f"/proc/{self.pid}/{name}", "w") as f:
-                f.write(self.plan[name])
+        """The init's uid_map and gid_map, written here or, where the plan names one (an
+        ordinary user mapping more than its own id: rootless.py), by newuidmap/newgidmap;
+        "deny" goes to setgroups first where the plan says so."""
+        if self.plan.get("setgroups"):
+            _write_proc(f"/proc/{self.pid}/setgroups", self.plan["setgroups"], "linux.gidMappings")
+        for kind, field in (("uid", "linux.uidMappings"), ("gid", "linux.gidMappings")):
+            tool = self.plan.get(f"{kind}_map_tool")
+            if tool:
+                _run_map_tool(tool, self.pid, self.plan[f"{kind}_map"], field)
+            else:
+                _write_proc(f"/proc/{self.pid}/{kind}_map", self.plan[f"{kind}_map"], field)
 
     def start(self):
         """Start the init from this process (``run``); then read ``err_r`` to EOF."""
@@ -340,6 +349,35 @@ class Init:
                 except OSError:
                     pass
         self.start_r = self.start_w = self.err_r = self.err_w = None
+
+
+def _write_proc(path, text, field):
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError as e:
+        raise OCIError(f"{field}: write {path}: {e.strerror}") from None
+
+
+def _run_map_tool(tool, pid, mappings, field):
+    """newuidmap/newgidmap PID ID HOSTID COUNT...: its error output is the error."""
+    out_r, out_w = posix.pipe()
+    try:
+        child = posix.posix_spawn(tool, [tool, str(pid), *mappings.split()], posix.environ,
+                                  file_actions=[(posix.POSIX_SPAWN_DUP2, out_w, 1), (posix.POSIX_SPAWN_DUP2, out_w, 2)])
+    except OSError as e:
+        posix.close(out_r)
+        raise OCIError(f"{field}: {tool}: {e.strerror}") from None
+    finally:
+        posix.close(out_w)
+    output = b""
+    while chunk := posix.read(out_r, 4096):
+        output += chunk
+    posix.close(out_r)
+    status = posix.waitpid(child, 0)[1]
+    if status:
+        said = output.decode(errors="replace").strip().replace("\n", "; ") or f"wait status {status}"
+        raise OCIError(f"{field}: {tool} {pid}: {said}")
 
 
 def _recv_with_fd(sock):

@@ -99,7 +99,8 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
         "host_mounts": "mount" not in ns_all,
         "create_hooks": hook_entries(config, "createContainer"),
         "process": {**_process(process, hook_entries(config, "startContainer"), _seccomp(linux),
-                             apparmor_exec, selinux_exec, lambda: _passwd_file(config, bundle, rootfs)), **attrs},
+                             apparmor_exec, selinux_exec, lambda: _passwd_file(config, bundle, rootfs), userns),
+                    **attrs},
         "terminal": bool(process.get("terminal")),
         "console_size": _console_size(process),
         "preserve_fds": _preserved_fds(preserve_fds),
@@ -140,6 +141,12 @@ def build_exec(config, process, init_pid, preserve_fds=0):
     if process.get("terminal"):
         steps.append(step("console", "process.terminal"))  # a pty, and no mount: the container's is there
     userns = "user" in types
+    process_plan = _process(process, [], _seccomp(linux), apparmor_exec, selinux_exec,
+                            lambda: (f"/proc/{init_pid}/root", "/etc/passwd"), userns)
+    if userns:
+        from .rootless import exec_groups
+
+        exec_groups(process_plan, init_pid)
     affinity = (None, None)
     if process.get("execCPUAffinity") is not None:
         from .linux import procattrs
@@ -157,8 +164,7 @@ def build_exec(config, process, init_pid, preserve_fds=0):
         "early_sync": False, "steps": steps, "waits_for_parent": False, "stops_at_hooks": False,
         "host_mounts": False, "create_hooks": [],
         # the container's /etc/passwd as it is now, mounts and all
-        "process": {**_process(process, [], _seccomp(linux), apparmor_exec, selinux_exec,
-                               lambda: (f"/proc/{init_pid}/root", "/etc/passwd")), **attrs},
+        "process": {**process_plan, **attrs},
         "terminal": bool(process.get("terminal")),
         "console_size": _console_size(process),
         "preserve_fds": _preserved_fds(preserve_fds),
@@ -545,8 +551,11 @@ def _passwd_file(config, bundle, rootfs):
     return rootfs, "/etc/passwd"
 
 
-def _process(process, start_hooks, seccomp_filter, apparmor_exec=None, selinux_exec=None, passwd_file=None):
-    """``passwd_file()``: where the container's /etc/passwd is, for a HOME the env lacks."""
+def _process(process, start_hooks, seccomp_filter, apparmor_exec=None, selinux_exec=None, passwd_file=None,
+             userns=False):
+    """``passwd_file()``: where the container's /etc/passwd is, for a HOME the env lacks.
+    ``userns``: the process is in a user namespace, where it has every capability its
+    bounding set allows (an ordinary user's runtime has none of its own)."""
     user = process.get("user") or {}
     caps = process.get("capabilities")
     masks = {}
@@ -559,7 +568,7 @@ def _process(process, start_hooks, seccomp_filter, apparmor_exec=None, selinux_e
                 raise ConfigError(path, msg) from None
         # The kernel only keeps ambient caps that are both permitted and inheritable.
         masks["ambient"] &= masks["permitted"] & masks["inheritable"]
-        available = capabilities.own_permitted()
+        available = capabilities.own_bounding() if userns else capabilities.own_permitted()
         for name in ("permitted", "effective", "inheritable"):
             missing = masks[name] & ~available
             if missing:

@@ -59,18 +59,20 @@ def default_config(rootless=False):
 
 
 def _make_rootless(config):
-    """The changes ``runc spec --rootless`` makes: a user namespace mapping the caller."""
+    """The changes ``runc spec --rootless`` makes (libcontainer/specconv.ToRootless): no
+    network namespace, a user namespace mapping the caller's uid and gid to root, /sys
+    bound from the host (sysfs can't be mounted without a network namespace of one's
+    own), no uid= or gid= mount options, no resources."""
     import os
 
     linux = config["linux"]
     linux.pop("resources")
-    linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "network"]
+    linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] not in ("network", "user")]
     linux["namespaces"].append({"type": "user"})
     linux["uidMappings"] = [{"containerID": 0, "hostID": os.geteuid(), "size": 1}]
     linux["gidMappings"] = [{"containerID": 0, "hostID": os.getegid(), "size": 1}]
-    config["mounts"] = [m for m in config["mounts"] if m["destination"] != "/sys/fs/cgroup"]
     for m in config["mounts"]:
-        if m["destination"] == "/dev/pts":
-            m["options"].remove("gid=5")
         if m["destination"] == "/sys":
             m.update(type="none", source="/sys", options=["rbind", "nosuid", "noexec", "nodev", "ro"])
+        elif "options" in m:
+            m["options"] = [o for o in m["options"] if not o.startswith(("uid=", "gid="))]

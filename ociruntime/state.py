@@ -399,10 +399,13 @@ def status_of(data):
 def init_pid(data, paths):
     """The recorded init's pid when the kernel agrees it is this container's: alive with
     the recorded start time, and in the container's cgroups (``paths``, already checked)
-    or, before it joined them, still the runtime's init ("ociruntime:init"). Else None."""
+    or, before it joined them, still the runtime's init ("ociruntime:init"). Else None.
+    A container without cgroups (rootless.py) has the start time alone to tell."""
     if not _init_alive(data):
         return None
     pid = data["pid"]
+    if not data.get("cgroup_paths"):
+        return pid
     try:
         with open(f"/proc/{pid}/comm", "rb") as f:
             if f.read() == b"ociruntime:init\n":

@@ -1,7 +1,7 @@
 """runc's contract in the details, side by side: each test runs the same commands on the
 same kind of bundle against Debian's runc (the reference, with its own --root) and
 against ociruntime, and checks they behave the same — or, where this runtime refuses
-what runc does (rootless), that it says so."""
+what runc does, that it says so."""
 
 import json
 import os
@@ -160,13 +160,17 @@ def test_rootless_is_validated_and_false_or_auto_run_as_usual(both, make_bundle)
     assert same(both, story) == (1, 0, 0, 0)
 
 
-def test_rootless_true_is_refused_with_one_line(runtime, make_bundle):
-    """runc as root runs it (its rootless cgroup manager only ignores cgroup permission
-    errors); rootless mode is not implemented here, so it is refused, not ignored."""
-    proc = runtime("--rootless", "true", "run", "--bundle", make_bundle("true").path, runtime.new_id(), check=False)
-    assert proc.returncode == 1
-    assert proc.stderr.splitlines() == ["ociruntime: --rootless true: rootless containers are not supported "
-                                        "by this runtime yet"]
+def test_rootless_true_as_root_runs_as_usual(both, make_bundle):
+    """As root, --rootless true only lets cgroups that can't be written go (runc's rootless
+    cgroup manager ignores their permission errors): root can write them all, so the
+    container has its cgroups as usual (tests/test_rootless.py: an ordinary user)."""
+    bundle = make_bundle("sh", "-c", "cat /proc/self/cgroup")
+
+    def story(rt):
+        proc = rt("--rootless", "true", "run", "--bundle", bundle.path, rt.new_id(), check=False)
+        return proc.returncode, any(line.endswith(f"/{cid}") for cid in rt.ids for line in proc.stdout.splitlines())
+
+    assert same(both, story) == (0, True)
 
 
 def test_log_format_is_validated(both):

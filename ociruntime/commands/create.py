@@ -12,13 +12,14 @@ from ..native import Init
 
 
 def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_keyring=False,
-           preserve_fds=0, console_socket=None, console=None, stdio=None, systemd_cgroup=False):
+           preserve_fds=0, console_socket=None, console=None, stdio=None, systemd_cgroup=False, rootless=None):
     """Create the container; returns (Container, Init). The caller closes both.
 
     With process.terminal the init sends its pty master to ``console`` (a connected
     socket: ``run``'s own, an API caller's) or to the unix socket at ``console_socket``
     (an engine's). ``stdio``: three fds for the init's 0, 1, 2 (None: ours).
     ``systemd_cgroup``: the cgroup is a transient systemd unit (systemd.py).
+    ``rootless``: --rootless, None for auto (rootless.py).
     """
     state.check_id(container_id)
     bundle = pathnames.abspath(bundle)
@@ -43,12 +44,22 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
             raise OCIError("--systemd-cgroup: systemd is not running on this host (no /run/systemd/system): "
                            "use the cgroupfs driver (no --systemd-cgroup)")
         unit = systemd.unit_for(linux.get("cgroupsPath"), container_id)
-        cgroup_paths = systemd.container_paths(unit)
+        shown = cgroup_paths = systemd.container_paths(unit)
     else:
-        cgroup_paths = cgroups.container_paths(linux.get("cgroupsPath"), container_id)
+        shown = cgroup_paths = cgroups.container_paths(linux.get("cgroupsPath"), container_id)
+    unprivileged = posix.geteuid() != 0
+    if unprivileged or rootless is not False:
+        from .. import rootless as rootless_mod
+
+        if unit is not None and rootless_mod.cgroups_rootless(rootless):
+            raise OCIError("--systemd-cgroup: rootless, the scope would be the user's systemd's (runc's "
+                           "systemd-user driver), which this runtime doesn't drive yet")
+        cgroup_paths, shown = rootless_mod.prepare(config, cgroup_paths, rootless)
     plan = plan_mod.build(config, bundle, container_id, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
-                          preserve_fds=preserve_fds, cgroup_paths=cgroup_paths, cgroup_host=_cgroup_host(linux),
+                          preserve_fds=preserve_fds, cgroup_paths=shown, cgroup_host=_cgroup_host(linux),
                           joins_first=unit is not None and _v1_devices())
+    if unprivileged:
+        rootless_mod.finish(plan, linux)
     # The first record names all this create may make (write-ahead: state.py).
     container = state.Container.new(root, container_id, {
         "ociVersion": config.get("ociVersion", SPEC_VERSION),

@@ -49,7 +49,8 @@ def _wait_stopped(container, paths, timeout=10.0):
     one in cgroup.procs."""
     deadline = time.monotonic() + timeout
     while True:
-        if state.init_pid(container.data, paths) is None and not cgroups.pids(paths):
+        if state.init_pid(container.data, paths) is None and not cgroups.pids(paths) and \
+                (paths or _namespace_gone(container.data)):
             return
         if time.monotonic() > deadline:
             raise OCIError(f"container {container.id!r}: processes still running after SIGKILL")
@@ -67,6 +68,13 @@ def _stop_unit(name, paths):
         stop_unit(name)
 
 
+def _namespace_gone(data):
+    """No cgroups (rootless): the rest of the pid namespace goes with its init."""
+    from ..rootless import namespace_gone
+
+    return namespace_gone(data)
+
+
 def destroy(container):
     """Kill what is left, remove the cgroups, mounts and state, then run poststop."""
     data = container.data
@@ -74,7 +82,7 @@ def destroy(container):
     for why in bad:
         warn(f"container {container.id!r}: cgroup_paths: {why}: left alone")
     pid = state.init_pid(data, paths)
-    if _kill_all(paths, pid):
+    if _kill_all(paths, pid) or not paths:
         _wait_stopped(container, paths)
     if data.get("systemd_unit"):
         _stop_unit(data["systemd_unit"], paths)

@@ -39,6 +39,11 @@ def send_signal(container, sig, all_processes=False):
     cgroups, in any state."""
     data = container.data
     paths = container.cgroup_paths
+    if all_processes and not paths:  # created rootless, without cgroups: its pid namespace
+        from ..rootless import namespace_pids
+
+        _send(namespace_pids(data), sig)
+        return
     if all_processes:
         _signal_all(paths, sig, container.status() == "paused")
         return
@@ -71,14 +76,18 @@ def _signal_all(paths, sig, paused):
     if freezer and not paused:
         _set_frozen(freezer, True)
     try:
-        for pid in cgroups.pids(paths):
-            try:
-                posix.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+        _send(cgroups.pids(paths), sig)
     finally:
         if freezer and (not paused or sig == _signal.SIGKILL):
             _set_frozen(freezer, False)
+
+
+def _send(pids, sig):
+    for pid in pids:
+        try:
+            posix.kill(pid, sig)
+        except ProcessLookupError:
+            pass
 
 
 def _set_frozen(freezer, frozen):

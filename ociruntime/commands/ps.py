@@ -11,6 +11,10 @@ from ..errors import OCIError
 def container_pids(root, container_id):
     """The pids (host's numbers) in the container's cgroups, sorted."""
     with state.Container.load(root, container_id, lock=False) as container:
+        if not container.cgroup_paths:  # created rootless, without cgroups
+            from ..rootless import namespace_pids
+
+            return sorted(namespace_pids(container.data))
         return sorted(cgroups.pids(container.cgroup_paths))
 
 

@@ -28,9 +28,19 @@ def mask(names, label):
 
 def own_permitted():
     """The runtime's own permitted set: a container can't be given more."""
+    return _own("CapPrm:")
+
+
+def own_bounding():
+    """The runtime's bounding set: what a process in a user namespace of its own (which
+    starts with every capability there) can keep across its exec."""
+    return _own("CapBnd:")
+
+
+def _own(field):
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("CapPrm:"):
+            if line.startswith(field):
                 return int(line.split()[1], 16)
     return 0
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_status
+from test_shim import engine  # noqa: F401  (the fixture)
 
 from ociruntime.resources import cpu_shares_to_weight
 
@@ -238,3 +239,22 @@ def test_a_bad_cgroups_path_is_one_line_before_anything_exists(sd, make_bundle):
     assert proc.stderr.splitlines() == ['ociruntime: linux.cgroupsPath: expected "slice:prefix:name" for systemd '
                                         "cgroups, got '/not/the/systemd/form'"]
     assert not (Path(sd.runtime.root) / cid).exists()
+
+
+def test_our_shim_with_containerds_systemd_cgroup_option(sd, engine, make_bundle, tmp_path):  # noqa: F811
+    """containerd's runc options SystemdCgroup = true reach our shim as
+    Options.systemd_cgroup: the task's cgroup is a scope, gone after Delete."""
+    bundle = make_bundle("sh", "-c", "cat /proc/self/cgroup; exit 7")
+    cid = sd.new_id()
+    shim = engine(bundle, cid)
+    log = tmp_path / "shim.log"
+    pid = shim.create(log=str(log), root=engine.root, systemd_cgroup=True)
+    unit = f"ociruntime-{cid}.scope"
+    assert show(unit, "ActiveState")["ActiveState"] == "active"
+    assert cgroup_of(pid) == f"/system.slice/{unit}"
+    shim.start()
+    assert shim.wait(timeout=30)[0] == 7
+    shim.delete()
+    assert log.read_text().strip() in (f"0::/system.slice/{unit}", "0::/"), log.read_text()
+    assert not unit_exists(unit)
+

@@ -231,7 +231,7 @@ def launcher_paths(binary):
     with open(binary, "rb") as f:
         blob = f.read()
     found = {m.decode() for m in re.findall(rb"\0(/[\w./+-]+)\0", blob)}
-    return sorted(p for p in found if p.endswith(("/ociruntime-launcher", "/python3")) and os.path.isfile(p))
+    return sorted(p for p in found if p.endswith(("-launcher", "/python3")) and os.path.isfile(p))
 
 
 def python_paths(python):
@@ -252,10 +252,12 @@ def base_tree(python, runtime):
     tree = Tree()
     tree.add(python)
     venvs = {venv_of(python)}
-    tree.add(runtime)
-    for path in launcher_paths(runtime):
-        tree.add(path)
-        venvs.add(venv_of(path))
+    shim = os.path.join(os.path.dirname(runtime), devbuild.SHIM)  # our containerd shim, where it is beside it
+    for binary in (runtime, shim) if os.path.exists(shim) else (runtime,):
+        tree.add(binary)
+        for path in launcher_paths(binary):
+            tree.add(path)
+            venvs.add(venv_of(path))
     for venv in sorted(v for v in venvs if v):
         tree.add(venv, walk=True, skip=lambda p, venv=venv: os.path.relpath(p, venv) in VENV_SKIP)
     for d in python_paths(python):

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -258,3 +259,23 @@ def test_our_shim_with_containerds_systemd_cgroup_option(sd, engine, make_bundle
     assert log.read_text().strip() in (f"0::/system.slice/{unit}", "0::/"), log.read_text()
     assert not unit_exists(unit)
 
+
+def test_the_bus_client_passes_systemds_errors_on_by_name():
+    """native/sdbus.c against systemd itself: an error reply comes through with its D-Bus
+    name (the driver decides on some) and systemd's message; a property systemd refuses
+    starts nothing."""
+    from ociruntime.systemd_bus import Bus, BusError
+
+    unit = f"octest-bus-{uuid.uuid4().hex[:8]}.scope"
+    with Bus() as bus:
+        assert bus.stop_unit(unit, "delete") is True  # no such unit: gone already, which is fine
+        with pytest.raises(BusError) as e:
+            bus.set_properties(unit, [("MemoryMax", "t", 1 << 30)], "update")
+        assert e.value.name == "org.freedesktop.systemd1.NoSuchUnit", e.value
+        assert str(e.value).startswith("update: systemd: ") and unit in str(e.value), e.value
+        with pytest.raises(BusError) as e:
+            bus.start_unit(unit, [("Description", "s", "x"), ("NoSuchProperty", "t", 1)], "create")
+        assert e.value.name.startswith("org.freedesktop.DBus.Error."), (e.value.name, e.value)
+        assert str(e.value).startswith("create: systemd: ") and "NoSuchProperty" in str(e.value), e.value
+        assert bus.version() >= 252
+    assert not unit_exists(unit)

@@ -593,6 +593,21 @@ def test_id_map_plan(monkeypatch):
         rootless.id_map_plan(_plan(), linux)
 
 
+def test_finish_as_root_in_a_user_namespace(monkeypatch):
+    """rootless podman's runtime (root in the user's namespace): no device rules (no
+    CAP_SYS_ADMIN or CAP_BPF on the host: the cgroup files or a device program would be
+    refused), and no newuidmap — root there writes any map of its namespace's ids."""
+    monkeypatch.setattr(rootless.posix, "geteuid", lambda: 0)
+    monkeypatch.setattr(rootless, "_which", lambda name: f"/usr/bin/{name}")
+    linux = _config()["linux"]
+    linux["uidMappings"] = [{"containerID": 0, "hostID": 1, "size": 1000},  # keep-id's, for uid 1000
+                            {"containerID": 1000, "hostID": 0, "size": 1}]
+    plan = dict(_plan(groups=[5]), device_rules=[("allow", "c 1:3 rwm")])
+    rootless.finish(plan, linux)
+    assert (plan["device_rules"], plan.get("uid_map_tool"), plan.get("setgroups"), plan["process"]["groups"]) == \
+        ([], None, None, [5])
+
+
 def test_cgroups_without_a_delegated_one(monkeypatch):
     """Rootless: every hierarchy writable, or none used; limits and a cgroupsPath refused then."""
     paths = {"": "/sys/fs/cgroup/x", "memory": "/sys/fs/cgroup/memory/x"}

@@ -136,6 +136,10 @@ def podman_user():
     for program in ("useradd", "newuidmap", "newgidmap", "setpriv"):
         assert shutil.which(program), f"{program} is missing: run scripts/setup.sh"
     with ordinary_user("ocipr") as u:
+        for runtime, _ in RUNTIMES.values():
+            proc = u.run(runtime, "--version")
+            assert proc.returncode == 0, f"{u.name} can't run {runtime} (every directory above it must be " \
+                                         f"searchable, its files readable by others): {proc.stderr}"
         yield u
 
 

@@ -197,7 +197,7 @@ class PodmanSetup:
         if not os.path.isdir(root):
             return []
         proc = subprocess.run([*self.prefix, command, "--root", root, "list", "--format", "json"],
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, env=self.env, timeout=60)
         assert proc.returncode == 0, f"{command} list: {proc.stderr}"
         return [c["id"] for c in json.loads(proc.stdout) or [] if c.get("bundle", "").startswith(self.root + "/")]
 
@@ -282,7 +282,7 @@ class Podman:
                 pass
         for cid in self.setup.runtime_state(self.runtime, self.state_root):
             subprocess.run([*self.setup.prefix, self.runtime, "--root", self.state_root, "delete", "--force", cid],
-                           capture_output=True, timeout=60)
+                           capture_output=True, env=self.setup.env, timeout=60)
         for point in sorted(self.setup.mounts(), key=len, reverse=True):
             subprocess.run(["umount", "--lazy", point], capture_output=True, timeout=30)
         for d in sorted(self.setup.cgroups(), key=lambda p: -p.count("/")):

@@ -341,6 +341,10 @@ def test_kill_all_freezes_signals_then_thaws(both, make_bundle, tmp_path):
         signalled = [e for e in events if isinstance(e, int)]
         order = [e if isinstance(e, str) else "kill" for e in events]
         collapsed = [e for i, e in enumerate(order) if i == 0 or e != order[i - 1]]
+        while collapsed[:3] == ["FROZEN", "THAWED", "FROZEN"]:
+            # runc 1.1's v1 freeze thaws and tries again while the cgroup stays FREEZING
+            # (under strace on a loaded machine): one freeze all the same, before any kill.
+            del collapsed[:2]
         return collapsed, sorted(signalled) == sorted(pids), status
 
     assert same(both, story) == (["FROZEN", "kill", "THAWED"], True, "running")

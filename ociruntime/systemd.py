@@ -355,11 +355,16 @@ def _gvariant(text, label):
     return signature, value
 
 
-def may_be_loaded(name, paths):
+def may_be_loaded(name, paths, created=()):
     """Whether systemd may still have the container's unit: its cgroup is there, or its
     transient unit file (systemd removes that when it collects the unit, as it does a
-    scope whose processes all exited). When neither is, delete needs no bus at all."""
-    return any(pathnames.exists(p) for p in paths.values()) or pathnames.exists(f"{TRANSIENT}/{name}")
+    scope whose processes all exited). When neither is, delete needs no bus at all.
+    ``created``: the directories the runtime made itself (on v1, the container's cgroups
+    in the hierarchies systemd doesn't manage), which stay after systemd collected the
+    unit and say nothing of it."""
+    ours = set(created)
+    return (any(pathnames.exists(p) for p in paths.values() if p not in ours)
+            or pathnames.exists(f"{TRANSIENT}/{name}"))
 
 
 def running():

@@ -146,6 +146,23 @@ def test_unified_entries_map_where_runc_maps_them_and_the_rest_stay_files():
     assert props == {"MemoryHigh": ("t", systemd.INFINITY), "MemoryMin": ("t", 4096), "TasksMax": ("t", 9)}
 
 
+def test_a_unit_may_be_loaded_while_a_cgroup_of_systemds_or_its_transient_file_is_there(tmp_path, monkeypatch):
+    """delete asks systemd to stop the unit only then. On v1 the cgroups the runtime made
+    (hierarchies systemd doesn't manage) outlive the unit systemd collected: they don't count."""
+    monkeypatch.setattr(systemd, "TRANSIENT", str(tmp_path / "transient"))
+    (tmp_path / "transient").mkdir()
+    (tmp_path / "freezer" / "u.scope").mkdir(parents=True)
+    paths = {"name=systemd": str(tmp_path / "systemd" / "u.scope"), "freezer": str(tmp_path / "freezer" / "u.scope")}
+    made = [str(tmp_path / "freezer"), paths["freezer"]]
+    assert systemd.may_be_loaded("u.scope", paths, made) is False  # collected: delete takes no bus
+    assert systemd.may_be_loaded("u.scope", paths) is True  # the freezer's, were it systemd's
+    (tmp_path / "transient" / "u.scope").write_text("")
+    assert systemd.may_be_loaded("u.scope", paths, made) is True
+    (tmp_path / "transient" / "u.scope").unlink()
+    (tmp_path / "systemd" / "u.scope").mkdir(parents=True)
+    assert systemd.may_be_loaded("u.scope", paths, made) is True
+
+
 def test_device_allow_list_from_runcs_default_rules():
     rules = devices.cgroup_rules([{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 10,
                                                                         "minor": 229, "access": "rw"}])

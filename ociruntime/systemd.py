@@ -109,9 +109,11 @@ def _init_cgroups(proc):
 
 # --- unit properties ---------------------------------------------------------------------
 
-def start_properties(unit, pid, annotations):
+def start_properties(unit, pid, annotations, legacy=False):
     """What StartTransientUnit is given beyond the resources (runc's Apply): a
-    [(name, D-Bus signature, value)] list."""
+    [(name, D-Bus signature, value)] list. ``legacy``: the host has cgroup v1 controllers
+    (runc's legacy manager), whose I/O accounting is BlockIOAccounting; IOAccounting there
+    is cgroup v2's, which systemd would translate to it (logging that it does)."""
     return [
         ("Description", "s", f"ociruntime container {unit.name}"),
         ("Slice", "s", unit.slice),
@@ -121,7 +123,7 @@ def start_properties(unit, pid, annotations):
         # kernel is not keen on enabling memory accounting for a cgroup later.
         ("MemoryAccounting", "b", True),
         ("CPUAccounting", "b", True),
-        ("IOAccounting", "b", True),
+        ("BlockIOAccounting" if legacy else "IOAccounting", "b", True),
         ("TasksAccounting", "b", True),
         ("DefaultDependencies", "b", False),
         *annotation_properties(annotations),

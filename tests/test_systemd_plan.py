@@ -92,6 +92,13 @@ def test_start_properties_are_runcs():
     assert ("CollectMode", "s", "inactive-or-failed") in props
 
 
+def test_a_legacy_host_accounts_block_io_by_its_v1_name():
+    """runc's legacy manager: BlockIOAccounting (systemd translates IOAccounting on v1, and says so)."""
+    names = {n for n, _, _ in systemd.start_properties(systemd.unit_for("", "c1"), 1, {}, legacy=True)}
+    assert "BlockIOAccounting" in names and "IOAccounting" not in names
+    assert {"MemoryAccounting", "CPUAccounting", "TasksAccounting"} <= names
+
+
 V2 = resources.Host({c: "v2" for c in ("cpu", "cpuset", "memory", "pids", "io", "hugetlb")}, pure_v2=True)
 V1 = resources.Host({c: "v1" for c in ("cpu", "cpuset", "memory", "pids", "blkio", "hugetlb")})
 

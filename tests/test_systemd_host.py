@@ -34,26 +34,56 @@ def systemd_version():
 
 
 def test_systemd_is_pid_1_on_the_cgroup_layout_its_command_line_asks_for():
-    """Pure cgroup v2 (systemd 252's default); with systemd.unified_cgroup_hierarchy=0 and
-    systemd.legacy_systemd_cgroup_controller=1 (the v1 guest), the legacy hierarchies: a v1
-    one for each controller and systemd's own, name=systemd, with no cgroup2 at all; with
-    the first alone, the hybrid one (those and cgroup2 at /sys/fs/cgroup/unified)."""
+    """The layout systemd was asked for: pure cgroup v2 in the systemd guest; the legacy
+    hierarchies in the v1 guest (systemd.unified_cgroup_hierarchy=0
+    systemd.legacy_systemd_cgroup_controller=1): a v1 one for each controller and its own,
+    name=systemd, with no cgroup2 at all."""
     with open("/proc/1/comm") as f:
         assert f.read().strip() == "systemd"
     assert os.path.isdir("/run/systemd/system")
     with open("/proc/cmdline") as f:
         args = f.read().split()
     mounts = cgroup_mounts()
-    if "systemd.unified_cgroup_hierarchy=0" not in args:
+    layout = asked_layout(args, systemctl("--version").stdout.split())
+    if layout == "unified":
         assert pure_cgroup_v2(), mounts
     else:
         assert mounts["name=systemd"] == "/sys/fs/cgroup/systemd", mounts
         assert {"cpu,cpuacct", "memory", "pids", "blkio", "devices", "cpuset", "freezer"} <= set(mounts), mounts
-        if "systemd.legacy_systemd_cgroup_controller=1" in args:
+        if layout == "legacy":
             assert legacy_cgroup_v1(), mounts
         else:
             assert mounts[""] == "/sys/fs/cgroup/unified", mounts
     assert systemctl("is-system-running").stdout.strip() in ("running", "degraded", "starting")
+
+
+def asked_layout(args, features):
+    """The cgroup layout systemd mounts ("unified", "hybrid", "legacy") for the kernel's
+    command line ``args``, its build's default (``features``: systemctl --version's words,
+    "default-hierarchy=unified" among them) where they say nothing: systemd's rules."""
+    values = {arg.partition("=")[0]: arg.partition("=")[2] for arg in args}
+    default = next(w.split("=", 1)[1] for w in features if w.startswith("default-hierarchy="))
+
+    def true(name):
+        return values.get(name) not in (None, "0", "no", "false", "off")  # a bare name is true
+
+    if "systemd.unified_cgroup_hierarchy" not in values:
+        return default
+    if true("systemd.unified_cgroup_hierarchy"):
+        return "unified"
+    if "systemd.legacy_systemd_cgroup_controller" in values:
+        return "legacy" if true("systemd.legacy_systemd_cgroup_controller") else "hybrid"
+    return "legacy" if default == "legacy" else "hybrid"
+
+
+def test_the_layout_asked_for_is_systemds_reading_of_the_command_line():
+    unified = ["systemd", "252", "default-hierarchy=unified"]
+    assert asked_layout(["quiet"], unified) == "unified"
+    assert asked_layout(["systemd.unified_cgroup_hierarchy=0"], unified) == "hybrid"  # seen in the lane
+    assert asked_layout(["systemd.unified_cgroup_hierarchy=0", "systemd.legacy_systemd_cgroup_controller=1"],
+                        unified) == "legacy"
+    assert asked_layout(["systemd.unified_cgroup_hierarchy"], ["default-hierarchy=legacy"]) == "unified"
+    assert asked_layout(["systemd.unified_cgroup_hierarchy=no"], ["default-hierarchy=legacy"]) == "legacy"
 
 
 def test_busctl_gets_systemds_version_on_the_system_bus():

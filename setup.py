@@ -67,7 +67,7 @@ setup(
     packages=[*find_packages(include=["ociruntime", "ociruntime.*"]), "ociruntime_shim"],
     package_dir={"ociruntime_shim": "shim"},
     python_requires=">=3.11",
-    install_requires=["cffi>=1.15", "click>=8", "jsonschema>=4", "protobuf", "jeepney>=0.8"],
+    install_requires=["cffi>=1.15", "click>=8", "jsonschema>=4", "protobuf"],
     setup_requires=["cffi>=1.15"],
     cffi_modules=["native/build_native.py:ffibuilder"],
     entry_points={"console_scripts": [

@@ -9,7 +9,7 @@ import os
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["spawn.c", "rootfs.c", "seccomp.c", "bpf.c", "util.c", "exeseal.c", "lsm.c", "process.c"]
+SOURCES = ["spawn.c", "rootfs.c", "seccomp.c", "bpf.c", "util.c", "exeseal.c", "lsm.c", "process.c", "sdbus.c"]
 
 
 def _declarations():
@@ -26,7 +26,9 @@ ffibuilder.set_source(
     '#include "oci_native.h"',
     sources=[os.path.join(HERE, s) for s in SOURCES],
     include_dirs=[HERE],
-    libraries=["seccomp"],
+    # dl: sdbus.c dlopens libsystemd.so.0 (libc has dlopen since glibc 2.34; libdl.so, a stub
+    # there, keeps older ones linking). No libsystemd here: a host without it still runs.
+    libraries=["seccomp", "dl"],
     extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-std=gnu11"],
 )
 

@@ -295,4 +295,81 @@ int oci_run_hook(const struct oci_hook *hook, const char *state, char *err, int 
 int oci_attach_device_filter(const char *cgroup_dir, const unsigned char *insns, int insn_bytes,
                              char *err, int errlen);
 
+/*
+ * The systemd cgroup driver's D-Bus client (native/sdbus.c; ociruntime/systemd_bus.py calls
+ * it): libsystemd's sd-bus, loaded at run time. Python computes the unit name and its
+ * properties (ociruntime/systemd.py); C marshals them and talks to systemd's Manager
+ * (org.freedesktop.systemd1) on the system bus. Every function but oci_sd_close fills
+ * `struct oci_sd_reply` and returns 0, or -1 with `error` (a D-Bus error's name, "" when
+ * the failure was no D-Bus error reply: a connection, a marshalling, a timeout) and
+ * `message` (the error's message, else what failed and why) set.
+ */
+
+/* A unit property, (name, D-Bus signature, value): the value's field follows the signature:
+ *   "s"                          s (NULL: "")
+ *   "b" "y" "q" "u" "t"          u (b: 0 or 1)
+ *   "n" "i" "x"                  i
+ *   "d"                          d
+ *   "ay"                         bytes, n of them
+ *   "au"                         u32, n of them
+ *   "a(ss)"                      pairs: 2n strings, each pair's first then its second
+ * Any other signature is refused (-1, naming the property). */
+struct oci_sd_property {
+    const char *name;
+    const char *signature;
+    const char *s;
+    unsigned long long u;
+    long long i;
+    double d;
+    int n;
+    const unsigned char *bytes;
+    const unsigned int *u32;
+    const char *const *pairs;
+};
+
+struct oci_sd_reply {
+    char error[256];            /* the D-Bus error's name ("org.freedesktop.systemd1.NoSuchUnit"), or "" */
+    char message[1024];         /* the D-Bus error's message, or "<step>: <strerror>", dlerror()... */
+    char result[256];           /* a job's result ("done", "canceled", "timeout", "failed", "dependency",
+                                   "skipped"), or oci_sd_version's string ("252.39-1~deb12u2") */
+};
+
+/* An open connection to the system bus (opaque). */
+struct oci_sd_bus;
+
+/* dlopen `library` ("libsystemd.so.0") and look up the functions used (sd-bus of systemd
+ * 237 or later), once per process. -1: no such library (message: dlerror()'s); -2: it
+ * lacks a function (message names it). */
+int oci_sd_load(const char *library, struct oci_sd_reply *reply);
+
+/* Connect to the system bus (sd_bus_open_system: $DBUS_SYSTEM_BUS_ADDRESS, else
+ * /run/dbus/system_bus_socket). `timeout` (seconds) bounds each call and each job's wait.
+ * NULL on failure, with message strerror's. */
+struct oci_sd_bus *oci_sd_open(unsigned int timeout, struct oci_sd_reply *reply);
+void oci_sd_close(struct oci_sd_bus *bus);
+
+/* StartTransientUnit(unit, "replace", props, []) and StopUnit(unit, "replace"): each waits
+ * for its job's JobRemoved (matched before the call is sent) and puts the job's result in
+ * reply->result. After `timeout` without it: -1, error "", message "systemd did not finish
+ * the job for <unit> in <timeout>s". */
+int oci_sd_start_unit(struct oci_sd_bus *bus, const char *unit, const struct oci_sd_property *props, int nprops,
+                      struct oci_sd_reply *reply);
+int oci_sd_stop_unit(struct oci_sd_bus *bus, const char *unit, struct oci_sd_reply *reply);
+
+/* SetUnitProperties(unit, runtime, props); ResetFailedUnit(unit). */
+int oci_sd_set_properties(struct oci_sd_bus *bus, const char *unit, int runtime, const struct oci_sd_property *props,
+                          int nprops, struct oci_sd_reply *reply);
+int oci_sd_reset_failed(struct oci_sd_bus *bus, const char *unit, struct oci_sd_reply *reply);
+
+/* The Manager's Version property, in reply->result. */
+int oci_sd_version(struct oci_sd_bus *bus, struct oci_sd_reply *reply);
+
+/* For the tests (no bus needed, only the library): build the StartTransientUnit call
+ * oci_sd_start_unit would send, seal it, read it back, and write its arguments to `out` as
+ * a Python literal in UTF-8: ('<unit>', 'replace', [('<name>', ('<signature>', <value>)),
+ * ...], []), with a trailing ", " after each item; an array is a list (ay too: of numbers),
+ * a struct or variant a tuple. -1 also when it doesn't fit in outlen. */
+int oci_sd_test_marshal(const char *unit, const struct oci_sd_property *props, int nprops, char *out, int outlen,
+                        struct oci_sd_reply *reply);
+
 #endif

@@ -29,9 +29,11 @@ def step(op, label, dst=None, src=None, fstype=None, data=None, flags=0, propaga
 
 
 def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, preserve_fds=0,
-          cgroup_paths=None, cgroup_host=None, joins_first=False):
+          cgroup_paths=None, cgroup_host=None, joins_first=False, in_userns=False):
     """Return the plan for ``config`` (already schema-validated) of the bundle at ``bundle``.
     ``cgroup_host`` (resources.Host) says where the host has each cgroup controller.
+    ``in_userns``: the runtime itself runs in a user namespace (rootless podman's, as
+    root there): device nodes can't be made even where the config asks no user namespace.
     ``joins_first``: the init waits until it is in its cgroups, limits and device rules
     written, before its first step (the systemd driver on v1: systemd moves it into a cgroup
     whose device rules are then written again, one by one, with the init inside)."""
@@ -57,7 +59,7 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
     rootfs = pathnames.realpath(rootfs)
 
     early_sync = userns
-    steps = _steps(config, linux, bundle, rootfs, ns_new, ns_all, userns, no_pivot, cgroup_paths or {})
+    steps = _steps(config, linux, bundle, rootfs, ns_new, ns_all, userns, no_pivot, cgroup_paths or {}, in_userns)
     if mount_label:
         _label_mounts(steps, mount_label)
     if not early_sync:
@@ -334,7 +336,7 @@ def _time_offsets(linux):
     return "".join(lines) or None
 
 
-def _steps(config, linux, bundle, rootfs, ns_new, ns_all, userns, no_pivot, cgroup_paths):
+def _steps(config, linux, bundle, rootfs, ns_new, ns_all, userns, no_pivot, cgroup_paths, in_userns=False):
     mounts = config.get("mounts") or []
     steps = []
     propagation = mountopts.PROPAGATION.get(linux.get("rootfsPropagation"))
@@ -349,7 +351,7 @@ def _steps(config, linux, bundle, rootfs, ns_new, ns_all, userns, no_pivot, cgro
 
     dev_bound = any(_clean(m["destination"]) == "/dev" and _is_bind(m) for m in mounts)
     if not dev_bound:
-        steps.extend(_device_steps(linux, userns))
+        steps.extend(_device_steps(linux, bind=in_userns and not userns))
     cwd = config["process"].get("cwd", "/")
     steps.append(step("mkdir", "process.cwd", dst=cwd))
     if any(hook_entries(config, name) for name in ("prestart", "createRuntime", "createContainer")):
@@ -499,7 +501,11 @@ def _cgroup_mount_steps(label, dst, flags, propagation, cgroupns, cgroup_paths):
     return out
 
 
-def _device_steps(linux, userns):
+def _device_steps(linux, bind=False):
+    """The device nodes: made (mknod), or where the init can't make them (it is in a user
+    namespace) bound from the host's — by the init itself when the container has a user
+    namespace of its own, by the plan's bind mounts (``bind``) when the runtime was in one
+    already and the container shares it (rootless podman's; runc binds them there too)."""
     out = []
     nodes = [(path, t, ma, mi, 0o666, 0, 0, "default device") for path, t, ma, mi in devices.DEFAULT_NODES]
     config_paths = set()
@@ -512,6 +518,10 @@ def _device_steps(linux, userns):
             continue
         if t == "p":
             major = minor = 0
+        if bind:
+            out.append(step("mount", label, dst=_clean(path), src=_clean(path), flags=mountopts.MS_BIND,
+                            mode=devices.S_IFREG))
+            continue
         out.append(step("mknod", label, dst=_clean(path), src=_clean(path),
                         mode=devices.TYPES[t] | (mode & 0o7777),
                         dev=devices.makedev(major, minor), uid=uid, gid=gid))

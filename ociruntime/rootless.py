@@ -90,11 +90,14 @@ def prepare(config, paths, rootless):
 
 
 def finish(plan, linux):
-    """After the plan, for an ordinary user: how the id maps are written
-    (``id_map_plan``), and no device rules — they need CAP_SYS_ADMIN (a v1 devices
-    cgroup) or CAP_BPF (v2's device program); runc ignores them rootless too, and a
-    user namespace can't make device nodes, only bind those its user may open."""
-    id_map_plan(plan, linux)
+    """After the plan, for an ordinary user or root in a user namespace (rootless
+    podman's runtime): how an ordinary user's id maps are written (``id_map_plan``; root
+    in a user namespace writes them itself), and no device rules — they need
+    CAP_SYS_ADMIN (a v1 devices cgroup) or CAP_BPF (v2's device program) on the host;
+    runc ignores them in a user namespace too, and a user namespace can't make device
+    nodes, only bind those its user may open."""
+    if posix.geteuid() != 0:
+        id_map_plan(plan, linux)
     plan["device_rules"] = []
 
 

@@ -1,20 +1,17 @@
-"""Talking to systemd over the system D-Bus (jeepney, pure Python, ~18 ms to import:
-imported only by a command that uses the systemd cgroup driver): start a transient
-unit and wait for its job, set a unit's properties, stop it.
+"""Talking to systemd over the system D-Bus: start a transient unit and wait for its job,
+set a unit's properties, stop it. The C helper does it with libsystemd's sd-bus
+(native/sdbus.c, the contract in native/oci_native.h), loaded only when a command uses
+the systemd cgroup driver: this module imports nothing but the helper.
 
 Properties are ``systemd``'s plain [(name, signature, value)] lists.
 """
 
-from jeepney import DBusAddress, HeaderFields, MatchRule, MessageType, new_method_call
-from jeepney.bus_messages import message_bus
-from jeepney.io.blocking import Proxy, open_dbus_connection
-
+from ._native import ffi, lib
 from .errors import OCIError
 from .log import warn
 
-MANAGER = DBusAddress("/org/freedesktop/systemd1", bus_name="org.freedesktop.systemd1",
-                      interface="org.freedesktop.systemd1.Manager")
-JOB_TIMEOUT = 30.0  # seconds, as runc waits for a unit's job
+LIBRARY = "libsystemd.so.0"
+JOB_TIMEOUT = 30  # seconds, as runc waits for a unit's job (and for each call)
 NO_SUCH_UNIT = ("org.freedesktop.systemd1.NoSuchUnit", "org.freedesktop.systemd1.LoadFailed")
 
 
@@ -25,22 +22,34 @@ def stop_unit(name):
             warn(f"stopping the systemd unit {name} did not finish cleanly")
 
 
-class Bus:
-    """One connection to the system bus, with the JobRemoved signals it asks for."""
+def load(library=LIBRARY):
+    """libsystemd, into the helper (once per process); a host without it gets one line."""
+    reply = ffi.new("struct oci_sd_reply *")
+    status = lib.oci_sd_load(library.encode(), reply)
+    if status == -1:
+        raise OCIError(f"--systemd-cgroup: {library} is missing: {_text(reply.message)} "
+                       "(install libsystemd0, or use the cgroupfs driver: no --systemd-cgroup)")
+    if status < 0:
+        raise OCIError(f"--systemd-cgroup: {_text(reply.message)}")
 
-    def __init__(self):
-        try:
-            self.conn = open_dbus_connection(bus="SYSTEM")
-        except (OSError, ValueError) as e:
-            raise OCIError(f"--systemd-cgroup: can't connect to systemd over the system D-Bus: {e}") from None
+
+class Bus:
+    """One connection to the system bus."""
+
+    def __init__(self, timeout=JOB_TIMEOUT):
+        load()
+        self.reply = ffi.new("struct oci_sd_reply *")
+        bus = lib.oci_sd_open(timeout, self.reply)
+        if bus == ffi.NULL:
+            raise OCIError(f"--systemd-cgroup: can't connect to systemd over the system D-Bus: "
+                           f"{_text(self.reply.message)}")
+        self.bus = bus
         self._version = None
-        # No sender: signals carry systemd's unique name (":1.0"), which jeepney's own
-        # matching would compare "org.freedesktop.systemd1" with; only systemd sends these.
-        self.jobs = MatchRule(type="signal", path=MANAGER.object_path, interface=MANAGER.interface,
-                              member="JobRemoved")
 
     def close(self):
-        self.conn.close()
+        if self.bus is not None:
+            lib.oci_sd_close(self.bus)
+            self.bus = None
 
     def __enter__(self):
         return self
@@ -48,44 +57,30 @@ class Bus:
     def __exit__(self, *exc):
         self.close()
 
-    def call(self, method, signature=None, body=(), what=None):
-        """The body of systemd's reply; its error as an OCIError naming ``what``."""
-        reply = self.conn.send_and_get_reply(new_method_call(MANAGER, method, signature, body), timeout=JOB_TIMEOUT)
-        if reply.header.message_type == MessageType.error:
-            error = reply.header.fields.get(HeaderFields.error_name, "")
-            raise BusError(error, reply.body[0] if reply.body else "", what or method)
-        return reply.body
+    def _check(self, status, what):
+        """A failed call as a BusError (systemd's error reply) or an OCIError naming ``what``."""
+        if status < 0:
+            error, message = _text(self.reply.error), _text(self.reply.message)
+            if error:
+                raise BusError(error, message, what)
+            raise OCIError(f"{what}: {message}")
+        return _text(self.reply.result)
 
     def version(self):
-        """systemd's version number (its Version property: "252.39-1~deb12u2" → 252)."""
+        """systemd's version number (its Version property: "252.39-1~deb12u2" → 252); 0 when
+        it can't be read."""
         if self._version is None:
-            props = DBusAddress(MANAGER.object_path, bus_name=MANAGER.bus_name,
-                                interface="org.freedesktop.DBus.Properties")
-            reply = self.conn.send_and_get_reply(new_method_call(props, "Get", "ss", (MANAGER.interface, "Version")))
-            text = reply.body[0][1] if reply.header.message_type != MessageType.error else ""
+            text = _text(self.reply.result) if lib.oci_sd_version(self.bus, self.reply) == 0 else ""
             digits = text.lstrip("v").split(".")[0].split("-")[0]
             self._version = int(digits) if digits.isdigit() else 0
         return self._version
 
-    def run_job(self, method, signature, body, unit, what):
-        """Call a method that queues a job on ``unit`` and wait for that job to end; its
-        result ("done", "failed", "canceled", "timeout"...)."""
-        Proxy(message_bus, self.conn).AddMatch(self.jobs)
-        with self.conn.filter(self.jobs) as queue:
-            job = self.call(method, signature, body, what)[0]
-            while True:
-                try:
-                    signal = self.conn.recv_until_filtered(queue, timeout=JOB_TIMEOUT)
-                except TimeoutError:
-                    raise OCIError(f"{what}: systemd did not finish the job for {unit} in {JOB_TIMEOUT:.0f}s") from None
-                if signal.body[1] == job:
-                    return signal.body[3]
-
     def start_unit(self, name, properties, what):
         """StartTransientUnit: the unit is up, its processes in its cgroup, when this returns."""
-        props = [(key, (signature, value)) for key, signature, value in properties]
+        props, _keep = _properties(properties, what)
         try:
-            result = self.run_job("StartTransientUnit", "ssa(sv)a(sa(sv))", (name, "replace", props, []), name, what)
+            result = self._check(lib.oci_sd_start_unit(self.bus, name.encode(), props, len(properties), self.reply),
+                                 what)
         except BusError as e:
             if e.name == "org.freedesktop.systemd1.UnitExists":
                 raise OCIError(f"{what}: systemd unit {name} already exists (another container's?)") from None
@@ -96,14 +91,14 @@ class Bus:
 
     def set_properties(self, name, properties, what):
         """SetUnitProperties, at run time only (not written to /etc), as runc does."""
-        props = [(key, (signature, value)) for key, signature, value in properties]
-        self.call("SetUnitProperties", "sba(sv)", (name, True, props), what)
+        props, _keep = _properties(properties, what)
+        self._check(lib.oci_sd_set_properties(self.bus, name.encode(), 1, props, len(properties), self.reply), what)
 
     def stop_unit(self, name, what):
         """StopUnit and wait for it; a unit that is gone already (a scope whose processes all
         exited is collected by systemd) is fine. False when the stop job did not end "done"."""
         try:
-            result = self.run_job("StopUnit", "ss", (name, "replace"), name, what)
+            result = self._check(lib.oci_sd_stop_unit(self.bus, name.encode(), self.reply), what)
         except BusError as e:
             if e.name in NO_SUCH_UNIT:
                 return True
@@ -113,10 +108,7 @@ class Bus:
         return result == "done"
 
     def reset_failed(self, name):
-        try:
-            self.call("ResetFailedUnit", "s", (name,))
-        except BusError:
-            pass
+        lib.oci_sd_reset_failed(self.bus, name.encode(), self.reply)  # best effort: its error is no news
 
 
 class BusError(OCIError):
@@ -125,3 +117,50 @@ class BusError(OCIError):
     def __init__(self, name, message, what):
         self.name = name
         super().__init__(f"{what}: systemd: {message or name}")
+
+
+def _text(chars):
+    return ffi.string(chars).decode(errors="replace")
+
+
+_UNSIGNED = frozenset("byqut")
+_SIGNED = frozenset("nix")
+
+
+def _properties(properties, what):
+    """[(name, signature, value)] → (a ``struct oci_sd_property[]``, what keeps its strings
+    and arrays alive: the caller holds it until C has read them)."""
+    arr = ffi.new("struct oci_sd_property[]", max(len(properties), 1))
+    keep = [arr]
+
+    def cstr(text):
+        obj = ffi.new("char[]", text.encode())
+        keep.append(obj)
+        return obj
+
+    for i, (name, signature, value) in enumerate(properties):
+        p = arr[i]
+        p.name, p.signature = cstr(name), cstr(signature)
+        if signature == "s":
+            p.s = cstr(value)
+        elif signature in _UNSIGNED:
+            p.u = int(value)
+        elif signature in _SIGNED:
+            p.i = int(value)
+        elif signature == "d":
+            p.d = float(value)
+        elif signature == "ay":
+            data = ffi.new("unsigned char[]", bytes(value) or b"\0")
+            keep.append(data)
+            p.bytes, p.n = data, len(value)
+        elif signature == "au":
+            data = ffi.new("unsigned int[]", list(value) or [0])
+            keep.append(data)
+            p.u32, p.n = data, len(value)
+        elif signature == "a(ss)":
+            strings = ffi.new("const char *[]", [cstr(s) for pair in value for s in pair] or [ffi.NULL])
+            keep.append(strings)
+            p.pairs, p.n = strings, len(value)
+        else:
+            raise OCIError(f"{what}: the unit property {name}: D-Bus type {signature!r} is not supported here")
+    return arr, keep

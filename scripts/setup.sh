@@ -11,8 +11,9 @@ cd "$(dirname "$0")/.."
 # protobuf-compiler: its protoc compiles shim/proto (setup.py, tests/devbuild.py).
 # containerd: tests/test_containerd.py and bench/ctr_run.py, bench/shim_memory.py run a private one (docker.io pulls it in too).
 # systemd dbus: PID 1 and the system bus of the qemu lane's systemd guest (tests marked systemd).
-# podman conmon uidmap: tests/test_podman.py, as root and as a rootless user (newuidmap/newgidmap).
-PACKAGES="procps strace busybox-static libseccomp-dev runc containerd docker.io python3-venv python3-dev libffi-dev gcc hyperfine qemu-system-x86 linux-image-cloud-amd64 apparmor protobuf-compiler systemd dbus podman conmon uidmap"
+# libsystemd0: libsystemd.so.0, whose sd-bus the C helper loads for --systemd-cgroup (native/sdbus.c).
+# podman conmon uidmap: tests/test_podman.py as root, tests/test_podman_rootless.py as an ordinary user (newuidmap/newgidmap).
+PACKAGES="procps strace busybox-static libseccomp-dev runc containerd docker.io python3-venv python3-dev libffi-dev gcc hyperfine qemu-system-x86 linux-image-cloud-amd64 apparmor protobuf-compiler systemd dbus libsystemd0 podman conmon uidmap"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

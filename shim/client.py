@@ -59,11 +59,12 @@ class Shim:
         return self.client.call(SERVICE, method, request, message(response_name), timeout=timeout,
                                 metadata={NAMESPACE_KEY: self.namespace})
 
-    def create(self, log=None, stdin=False, terminal=False, root=None, io_owner=None):
+    def create(self, log=None, stdin=False, terminal=False, root=None, io_owner=None, systemd_cgroup=False):
         """Create the container; its stdout and stderr are appended to ``log`` (if given). With
         ``stdin`` a FIFO in the bundle is its stdin: ``write_stdin``. ``root``: the runtime's
         state directory (the shim's default: /run/containerd/ociruntime/<namespace>).
-        ``io_owner``: (uid, gid) owning the container's ends of its stdio pipes. The init's pid."""
+        ``io_owner``: (uid, gid) owning the container's ends of its stdio pipes.
+        ``systemd_cgroup``: containerd's SystemdCgroup, the systemd cgroup driver. The init's pid."""
         stdin_path = ""
         if stdin:
             stdin_path = f"{self.bundle}/stdin"
@@ -72,8 +73,9 @@ class Shim:
         out = f"file://{log}" if log else ""
         uid, gid = io_owner or (0, 0)
         options = None
-        if root or io_owner:
-            options = pack_any(message("containerd.runc.v1.Options")(root=root, io_uid=uid, io_gid=gid))
+        if root or io_owner or systemd_cgroup:
+            options = pack_any(message("containerd.runc.v1.Options")(root=root, io_uid=uid, io_gid=gid,
+                                                                     systemd_cgroup=systemd_cgroup))
         return self._call("Create", "CreateTaskRequest", "containerd.task.v2.CreateTaskResponse",
                           bundle=self.bundle, stdin=stdin_path, stdout=out, stderr=out, terminal=terminal,
                           options=options).pid

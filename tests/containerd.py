@@ -290,16 +290,7 @@ class Containerd:
             if os.path.exists(state):
                 with open(state, "w") as f:
                     f.write("THAWED")
-        for _ in range(50):
-            pids = self.processes()
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.1)
+        kill_until_gone(self.processes)
         for point in sorted(self.mounts(), key=len, reverse=True):
             subprocess.run(["umount", "--lazy", point], capture_output=True, timeout=30)
         for d in self.cgroups():
@@ -433,6 +424,20 @@ def _command_lines():
         except OSError:
             continue
         yield pid, argv
+
+
+def kill_until_gone(processes):
+    """SIGKILL the pids ``processes()`` lists until it lists none (5 s at the most)."""
+    for _ in range(50):
+        pids = processes()
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
 
 
 def _command(pid):

@@ -423,6 +423,24 @@ def test_user_namespace_device_steps_bind_from_host(bundle):
     assert p["clone_flags"] & ns.CLONE_NEWUSER
 
 
+def test_runtime_in_a_user_namespace_binds_the_devices(bundle):
+    """The runtime as root in a user namespace (rootless podman's), the config asking none:
+    the nodes can't be made there, so the plan binds the host's (as runc does), as a file
+    each; the links stay. With a user namespace of the container's own, the init binds them."""
+    cfg = config()
+    cfg["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]
+    p = build(cfg, bundle, in_userns=True)
+    assert not p["userns"] and steps(p, "mknod") == []
+    binds = {os.path.basename(s["dst"]): s for s in p["steps"] if s["label"] in ("default device", "linux.devices[0]")}
+    assert set(binds) == {"null", "zero", "full", "random", "urandom", "tty", "fuse"}
+    for s in binds.values():
+        assert (s["op"], s["src"], s["flags"], s["mode"]) == ("mount", s["dst"], mo.MS_BIND, 0o100000), s
+    assert len(steps(p, "symlink")) == len(steps(build(cfg, bundle), "symlink")) > 0
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    cfg["linux"]["uidMappings"] = cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 0, "size": 10}]
+    assert len(steps(build(cfg, bundle, in_userns=True), "mknod")) == 7
+
+
 # --- namespaces -----------------------------------------------------------------------------
 
 def test_default_clone_flags(bundle):

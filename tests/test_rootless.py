@@ -11,9 +11,7 @@ The unit tests at the end need no user: the decisions rootless.py makes, on fake
 
 import json
 import os
-import pwd
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -22,6 +20,7 @@ import uuid
 import pytest
 from conftest import RUNTIME
 from containerd import _command  # a process's command line, for the leftover report
+from users import User, ordinary_user, unmount_below
 
 from ociruntime import plan as plan_mod
 from ociruntime import rootless
@@ -34,129 +33,19 @@ TABLE = {}  # scenario -> {runtime: outcome}, for test_zz_table
 
 # --- the user, its bundles, and running as it ------------------------------------------------
 
-class User:
-    def __init__(self, name):
-        entry = pwd.getpwnam(name)
-        self.name, self.uid, self.gid = name, entry.pw_uid, entry.pw_gid
-        self.xdg = f"/run/user/{self.uid}"
-        self.work = tempfile.mkdtemp(prefix=f"{name}-", dir="/tmp")
-        self.subuid, self.subgid = _subids("/etc/subuid", name), _subids("/etc/subgid", name)
-        self.ids = {"ociruntime": set(), "runc": set()}
-
-    def env(self, **extra):
-        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": self.work,
-               "USER": self.name, "LOGNAME": self.name, "XDG_RUNTIME_DIR": self.xdg}
-        env.update(extra)
-        return {k: v for k, v in env.items() if v is not None}
-
-    def run(self, *args, env=None, timeout=60, cgroup=None):
-        """Run ``args`` as the user: its uid and gid, no supplementary groups; in the cgroup
-        v2 directory ``cgroup`` if given (moved there while still root). Output goes
-        through files: a created container keeps the stdio it inherited."""
-        def become():
-            if cgroup:
-                with open(f"{cgroup}/cgroup.procs", "w") as f:
-                    f.write("0")
-            os.setgroups([])
-            os.setresgid(self.gid, self.gid, self.gid)
-            os.setresuid(self.uid, self.uid, self.uid)
-
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            code = subprocess.run([str(a) for a in args], stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                  preexec_fn=become, env=env or self.env(), cwd=self.work,
-                                  timeout=timeout).returncode
-            out.seek(0)
-            err.seek(0)
-            return subprocess.CompletedProcess(args, code, out.read(), err.read())
-
-    def processes(self):
-        """Pids of the user's live processes (a dead container's init is a zombie until its
-        parent — this process for run, the host's init after create — reaps it)."""
-        found = []
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                with open(f"/proc/{pid}/status") as f:
-                    fields = dict(line.split(":", 1) for line in f if ":" in line)
-            except OSError:
-                continue
-            if str(self.uid) not in fields.get("Uid", "").split():
-                continue
-            if fields.get("State", "").split()[:1] == ["Z"]:  # dead: whoever is its parent reaps it
-                try:
-                    os.waitpid(int(pid), os.WNOHANG)
-                except ChildProcessError:
-                    pass
-                continue
-            found.append(int(pid))
-        return found
-
-
-def _subids(path, name):
-    """(first, count) of the user's first range in /etc/subuid or /etc/subgid, or None."""
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        for line in f:
-            owner, first, count = line.strip().split(":")
-            if owner == name:
-                return int(first), int(count)
-    return None
-
-
-def _drop_subids(name):
-    for path in ("/etc/subuid", "/etc/subgid"):
-        with open(path) as f:
-            lines = f.readlines()
-        kept = [line for line in lines if line.split(":")[0] != name]
-        if kept != lines:
-            with open(path, "w") as f:
-                f.writelines(kept)
-
-
 @pytest.fixture(scope="module")
 def user():
+    """An ordinary user of this module's (tests/users.py: removed with all it made, a
+    leftover failing the teardown); the containers the scenarios made deleted first."""
     if not shutil.which("useradd") or not shutil.which("newuidmap"):
         pytest.skip("needs useradd and newuidmap (Debian's passwd and uidmap)")
-    name = f"ocirl{uuid.uuid4().hex[:6]}"
-    subprocess.run(["useradd", "-M", "-s", "/bin/sh", "-K", "SUB_UID_COUNT=65536", "-K", "SUB_GID_COUNT=65536",
-                    name], check=True, capture_output=True)
-    u = None
-    try:
-        u = User(name)
-        if u.subuid is None or u.subgid is None:  # a useradd that assigns none: a range past every other
-            _drop_subids(name)
-            first = 1 + max([99999] + [s + c - 1 for p in ("/etc/subuid", "/etc/subgid") for _, s, c in
-                                       (map(int, (0, *line.split(":")[1:])) for line in open(p) if line.strip())])
-            subprocess.run(["usermod", "--add-subuids", f"{first}-{first + 65535}", "--add-subgids",
-                            f"{first}-{first + 65535}", name], check=True, capture_output=True)
-            u.subuid = u.subgid = (first, 65536)
-        os.makedirs(u.xdg, 0o700, exist_ok=True)
-        os.chown(u.xdg, u.uid, u.gid)
-        os.chmod(u.xdg, 0o700)
-        os.chown(u.work, u.uid, u.gid)
-        yield u
-    finally:
-        if u is not None:
+    with ordinary_user("ocirl") as u:
+        try:
+            yield u
+        finally:
             for which, ids in u.ids.items():
                 for cid in ids:
                     u.run(RUNTIMES[which], "delete", "--force", cid)
-            for pid in u.processes():  # what a failed test left: the user's processes, by pid
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            for path in (u.work, u.xdg):
-                _unmount_below(path)
-                shutil.rmtree(path, ignore_errors=True)
-        subprocess.run(["userdel", name], capture_output=True)
-        _drop_subids(name)
-
-
-def _unmount_below(path):
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f if line.split()[4].startswith(path + "/")]
-    for point in sorted(points, key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True)
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +84,7 @@ def bundle(user, rootless_config, rootfs_template):
 
     yield make
     for path in made:
-        _unmount_below(path)
+        unmount_below(path)
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -539,7 +428,7 @@ def nobody():
         os.chown(path, u.uid, u.gid)
     yield u
     for path in (u.work, u.xdg):
-        _unmount_below(path)
+        unmount_below(path)
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -702,6 +591,21 @@ def test_id_map_plan(monkeypatch):
     monkeypatch.setattr(rootless, "_which", lambda name: None)
     with pytest.raises(ConfigError, match="linux.gidMappings: .*newgidmap"):
         rootless.id_map_plan(_plan(), linux)
+
+
+def test_finish_as_root_in_a_user_namespace(monkeypatch):
+    """rootless podman's runtime (root in the user's namespace): no device rules (no
+    CAP_SYS_ADMIN or CAP_BPF on the host: the cgroup files or a device program would be
+    refused), and no newuidmap — root there writes any map of its namespace's ids."""
+    monkeypatch.setattr(rootless.posix, "geteuid", lambda: 0)
+    monkeypatch.setattr(rootless, "_which", lambda name: f"/usr/bin/{name}")
+    linux = _config()["linux"]
+    linux["uidMappings"] = [{"containerID": 0, "hostID": 1, "size": 1000},  # keep-id's, for uid 1000
+                            {"containerID": 1000, "hostID": 0, "size": 1}]
+    plan = dict(_plan(groups=[5]), device_rules=[("allow", "c 1:3 rwm")])
+    rootless.finish(plan, linux)
+    assert (plan["device_rules"], plan.get("uid_map_tool"), plan.get("setgroups"), plan["process"]["groups"]) == \
+        ([], None, None, [5])
 
 
 def test_cgroups_without_a_delegated_one(monkeypatch):

@@ -9,10 +9,12 @@ import json
 import os
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 from conftest import cgroup_mounts, pure_cgroup_v2, wait_status
+from test_shim import engine  # noqa: F401  (the fixture)
 
 from ociruntime.resources import cpu_shares_to_weight
 
@@ -110,6 +112,17 @@ def read(dirs, *names):
     """{file name: its content, stripped} of the container's cgroup files, each from its
     controller's directory ("memory.max" from memory's)."""
     return {name: (directory(dirs, name.split(".")[0]) / name).read_text().strip() for name in names}
+
+
+def assert_seen_inside(text, unit):
+    """``text``, /proc/self/cgroup as the container's process read it, names the scope in
+    system.slice ("/" with a cgroup namespace): on v1 every hierarchy's line, the same way."""
+    if V1:
+        lines = (line.split(":", 2) for line in text.splitlines())
+        seen = {key: path for _, key, path in lines if key in cgroup_mounts()}
+        assert seen in (everywhere(f"/system.slice/{unit}"), everywhere("/")), text
+    else:
+        assert text.strip() in (f"0::/system.slice/{unit}", "0::/"), text  # cgroupns: "/"
 
 
 def record(sd, cid):
@@ -276,12 +289,7 @@ def test_run_in_the_foreground(sd, make_bundle):
     cid = sd.new_id()
     proc = sd("run", "--bundle", bundle.path, cid, check=False)
     assert proc.returncode == 3, proc.stderr
-    if V1:  # every hierarchy's line, the same way
-        lines = (line.split(":", 2) for line in proc.stdout.splitlines())
-        seen = {key: path for _, key, path in lines if key in cgroup_mounts()}
-        assert seen in (everywhere(f"/system.slice/ociruntime-{cid}.scope"), everywhere("/")), proc.stdout
-    else:
-        assert proc.stdout.strip() in (f"0::/system.slice/ociruntime-{cid}.scope", "0::/"), proc.stdout  # cgroupns: "/"
+    assert_seen_inside(proc.stdout, f"ociruntime-{cid}.scope")
 
 
 def test_devices_the_config_allows_work_and_the_unit_is_strict(sd, make_bundle):
@@ -339,3 +347,42 @@ def test_a_bad_cgroups_path_is_one_line_before_anything_exists(sd, make_bundle):
     assert proc.stderr.splitlines() == ['ociruntime: linux.cgroupsPath: expected "slice:prefix:name" for systemd '
                                         "cgroups, got '/not/the/systemd/form'"]
     assert not (Path(sd.runtime.root) / cid).exists()
+
+
+def test_our_shim_with_containerds_systemd_cgroup_option(sd, engine, make_bundle, tmp_path):  # noqa: F811
+    """containerd's runc options SystemdCgroup = true reach our shim as
+    Options.systemd_cgroup: the task's cgroup is a scope, gone after Delete."""
+    bundle = make_bundle("sh", "-c", "cat /proc/self/cgroup; exit 7")
+    cid = sd.new_id()
+    shim = engine(bundle, cid)
+    log = tmp_path / "shim.log"
+    pid = shim.create(log=str(log), root=engine.root, systemd_cgroup=True)
+    unit = f"ociruntime-{cid}.scope"
+    assert show(unit, "ActiveState")["ActiveState"] == "active"
+    assert cgroups_of(pid) == everywhere(f"/system.slice/{unit}")
+    shim.start()
+    assert shim.wait(timeout=30)[0] == 7
+    shim.delete()
+    assert_seen_inside(log.read_text(), unit)
+    assert not unit_exists(unit)
+
+
+def test_the_bus_client_passes_systemds_errors_on_by_name():
+    """native/sdbus.c against systemd itself: an error reply comes through with its D-Bus
+    name (the driver decides on some) and systemd's message; a property systemd refuses
+    starts nothing."""
+    from ociruntime.systemd_bus import Bus, BusError
+
+    unit = f"octest-bus-{uuid.uuid4().hex[:8]}.scope"
+    with Bus() as bus:
+        assert bus.stop_unit(unit, "delete") is True  # no such unit: gone already, which is fine
+        with pytest.raises(BusError) as e:
+            bus.set_properties(unit, [("MemoryMax", "t", 1 << 30)], "update")
+        assert e.value.name == "org.freedesktop.systemd1.NoSuchUnit", e.value
+        assert str(e.value).startswith("update: systemd: ") and unit in str(e.value), e.value
+        with pytest.raises(BusError) as e:
+            bus.start_unit(unit, [("Description", "s", "x"), ("NoSuchProperty", "t", 1)], "create")
+        assert e.value.name.startswith("org.freedesktop.DBus.Error."), (e.value.name, e.value)
+        assert str(e.value).startswith("create: systemd: ") and "NoSuchProperty" in str(e.value), e.value
+        assert bus.version() >= 252
+    assert not unit_exists(unit)

@@ -1,7 +1,7 @@
 """What the tests marked ``systemd`` may count on: systemd as pid 1 on cgroup v2 or v1, its
-system bus answering (busctl, and jeepney, the systemd cgroup driver's D-Bus library, at
-its default address), and transient scopes that systemd-run makes in a cgroup of their own
-and takes away when their process ends.
+system bus answering (busctl, and the systemd cgroup driver's D-Bus client, libsystemd's
+sd-bus through the C helper, at its default address), and transient scopes that
+systemd-run makes in a cgroup of their own and takes away when their process ends.
 
 Where systemd doesn't run the host, conftest deselects these; tests/test_v2_lane.py then
 boots the qemu lane's systemd guests (tests/vm/lane.py --systemd, on pure cgroup v2, and
@@ -93,17 +93,16 @@ def test_busctl_gets_systemds_version_on_the_system_bus():
     assert proc.stdout == f'v s "{systemd_version()}"\n'
 
 
-def test_jeepney_gets_systemds_version_on_the_system_bus():
-    from jeepney import DBusAddress, MessageType, Properties
-    from jeepney.io.blocking import open_dbus_connection
+def test_the_drivers_sd_bus_client_gets_systemds_version_on_the_system_bus():
+    from ociruntime._native import ffi, lib
 
-    manager = DBusAddress(MANAGER[1], bus_name=MANAGER[0], interface=MANAGER[2])
-    # Its default address, /var/run/dbus/system_bus_socket; the authentication's timeout
-    # longer than its 1 s default for the lane's emulated CPUs.
-    with open_dbus_connection(bus="SYSTEM", auth_timeout=TIMEOUT) as bus:
-        reply = bus.send_and_get_reply(Properties(manager).get("Version"), timeout=TIMEOUT)
-    assert reply.header.message_type == MessageType.method_return, reply.body
-    assert reply.body == (("s", systemd_version()),)
+    from ociruntime.systemd_bus import Bus
+
+    assert "DBUS_SYSTEM_BUS_ADDRESS" not in os.environ  # its default address, /run/dbus/system_bus_socket
+    with Bus(timeout=TIMEOUT) as bus:
+        assert lib.oci_sd_version(bus.bus, bus.reply) == 0, ffi.string(bus.reply.message)
+        assert ffi.string(bus.reply.result).decode() == systemd_version()
+        assert bus.version() == int(systemd_version().split(".")[0])
 
 
 def wait_for(what, predicate):

@@ -47,18 +47,19 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
         shown = cgroup_paths = systemd.container_paths(unit)
     else:
         shown = cgroup_paths = cgroups.container_paths(linux.get("cgroupsPath"), container_id)
-    unprivileged = posix.geteuid() != 0
-    if unprivileged or rootless is not False:
-        from .. import rootless as rootless_mod
+    from .. import rootless as rootless_mod
 
+    unprivileged = posix.geteuid() != 0
+    in_userns = rootless_mod.in_user_namespace()  # root there: rootless podman's runtime
+    if unprivileged or rootless is not False:
         if unit is not None and rootless_mod.cgroups_rootless(rootless):
             raise OCIError("--systemd-cgroup: rootless, the scope would be the user's systemd's (runc's "
                            "systemd-user driver), which this runtime doesn't drive yet")
         cgroup_paths, shown = rootless_mod.prepare(config, cgroup_paths, rootless)
     plan = plan_mod.build(config, bundle, container_id, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
                           preserve_fds=preserve_fds, cgroup_paths=shown, cgroup_host=_cgroup_host(linux),
-                          joins_first=unit is not None and _v1_devices())
-    if unprivileged:
+                          joins_first=unit is not None and _v1_devices(), in_userns=in_userns)
+    if unprivileged or in_userns:
         rootless_mod.finish(plan, linux)
     # The first record names all this create may make (write-ahead: state.py).
     container = state.Container.new(root, container_id, {

@@ -28,6 +28,7 @@ DEFAULT_ALLOW = [
 S_IFCHR = 0o020000
 S_IFBLK = 0o060000
 S_IFIFO = 0o010000
+S_IFREG = 0o100000  # the file a node is bound on
 TYPES = {"c": S_IFCHR, "u": S_IFCHR, "b": S_IFBLK, "p": S_IFIFO}
 
 

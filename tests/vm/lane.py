@@ -68,9 +68,11 @@ SYSTEMD = "/lib/systemd/systemd"
 SYSTEMD_FILES = (SYSTEMD, "/lib/systemd/systemd-shutdown", "/bin/systemctl", "/usr/bin/systemd-run",
                  "/usr/bin/busctl", "/usr/bin/dbus-daemon", "/usr/share/dbus-1/system.conf",
                  "/usr/share/dbus-1/system.d/org.freedesktop.systemd1.conf",  # who may call systemd on the bus
-                 "/var/run",  # -> /run: the system bus's address in the D-Bus spec (jeepney's default)
+                 "/var/run",  # -> /run: the system bus's address in the D-Bus spec
                  # the units v2lane.service pulls in: the bus, and what their default dependencies need
                  *(f"/lib/systemd/system/{unit}" for unit in ("dbus.service", "dbus.socket", "sysinit.target")))
+# Shared libraries loaded with dlopen, which ldd doesn't name: glibc's for pthread_exit, the C helper's sd-bus.
+DLOPENED = ("libgcc_s.so.1", "libsystemd.so.0")
 UNIT = "v2lane.service"  # the systemd guest's own unit (tests/vm/v2lane.service), started instead of default.target
 # pytest's -m in each guest: the tests marked systemd need the systemd guest, the others the plain one.
 MARKERS = {False: "(cgroup_v2 or apparmor) and not systemd", True: "systemd"}
@@ -158,11 +160,14 @@ class Tree:
 
     def add_shared_libraries(self):
         """Add what the dynamic linker loads for every ELF file in the tree (ldd's answer),
-        and libgcc_s, which glibc dlopens for pthread_exit and thread cancellation."""
+        and what is dlopened: libgcc_s, which glibc loads for pthread_exit and thread
+        cancellation, and libsystemd.so.0, the C helper's for --systemd-cgroup
+        (native/sdbus.c; dbus-daemon links it too), with the libraries it needs."""
         files = sorted(self.elf_files())
-        out = subprocess.run(["ldd", *files], capture_output=True, text=True).stdout if files else ""
+        dlopened = [p for name in DLOPENED for p in glob.glob(f"/lib/*-linux-gnu/{name}")[:1]]
+        out = subprocess.run(["ldd", *files, *dlopened], capture_output=True, text=True).stdout if files else ""
         libs = set(re.findall(r"^\s+(?:\S+ => )?(/\S+) \(0x", out, re.M))
-        libs.update(p for p in glob.glob("/lib/*-linux-gnu/libgcc_s.so.1")[:1])
+        libs.update(dlopened)
         for lib in sorted(libs):
             self.add(lib)
 
@@ -233,7 +238,7 @@ def launcher_paths(binary):
     with open(binary, "rb") as f:
         blob = f.read()
     found = {m.decode() for m in re.findall(rb"\0(/[\w./+-]+)\0", blob)}
-    return sorted(p for p in found if p.endswith(("/ociruntime-launcher", "/python3")) and os.path.isfile(p))
+    return sorted(p for p in found if p.endswith(("-launcher", "/python3")) and os.path.isfile(p))
 
 
 def python_paths(python):
@@ -254,10 +259,12 @@ def base_tree(python, runtime):
     tree = Tree()
     tree.add(python)
     venvs = {venv_of(python)}
-    tree.add(runtime)
-    for path in launcher_paths(runtime):
-        tree.add(path)
-        venvs.add(venv_of(path))
+    shim = os.path.join(os.path.dirname(runtime), devbuild.SHIM)  # our containerd shim, where it is beside it
+    for binary in (runtime, shim) if os.path.exists(shim) else (runtime,):
+        tree.add(binary)
+        for path in launcher_paths(binary):
+            tree.add(path)
+            venvs.add(venv_of(path))
     for venv in sorted(v for v in venvs if v):
         tree.add(venv, walk=True, skip=lambda p, venv=venv: os.path.relpath(p, venv) in VENV_SKIP)
     for d in python_paths(python):

@@ -109,9 +109,11 @@ def _init_cgroups(proc):
 
 # --- unit properties ---------------------------------------------------------------------
 
-def start_properties(unit, pid, annotations):
+def start_properties(unit, pid, annotations, legacy=False):
     """What StartTransientUnit is given beyond the resources (runc's Apply): a
-    [(name, D-Bus signature, value)] list."""
+    [(name, D-Bus signature, value)] list. ``legacy``: the host has cgroup v1 controllers
+    (runc's legacy manager), whose I/O accounting is BlockIOAccounting; IOAccounting there
+    is cgroup v2's, which systemd would translate to it (logging that it does)."""
     return [
         ("Description", "s", f"ociruntime container {unit.name}"),
         ("Slice", "s", unit.slice),
@@ -121,7 +123,7 @@ def start_properties(unit, pid, annotations):
         # kernel is not keen on enabling memory accounting for a cgroup later.
         ("MemoryAccounting", "b", True),
         ("CPUAccounting", "b", True),
-        ("IOAccounting", "b", True),
+        ("BlockIOAccounting" if legacy else "IOAccounting", "b", True),
         ("TasksAccounting", "b", True),
         ("DefaultDependencies", "b", False),
         *annotation_properties(annotations),
@@ -355,11 +357,16 @@ def _gvariant(text, label):
     return signature, value
 
 
-def may_be_loaded(name, paths):
+def may_be_loaded(name, paths, created=()):
     """Whether systemd may still have the container's unit: its cgroup is there, or its
     transient unit file (systemd removes that when it collects the unit, as it does a
-    scope whose processes all exited). When neither is, delete needs no bus at all."""
-    return any(pathnames.exists(p) for p in paths.values()) or pathnames.exists(f"{TRANSIENT}/{name}")
+    scope whose processes all exited). When neither is, delete needs no bus at all.
+    ``created``: the directories the runtime made itself (on v1, the container's cgroups
+    in the hierarchies systemd doesn't manage), which stay after systemd collected the
+    unit and say nothing of it."""
+    ours = set(created)
+    return (any(pathnames.exists(p) for p in paths.values() if p not in ours)
+            or pathnames.exists(f"{TRANSIENT}/{name}"))
 
 
 def running():

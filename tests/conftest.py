@@ -82,11 +82,35 @@ def pure_cgroup_v2():
     return fstype == "cgroup2"
 
 
+def legacy_cgroup_v1():
+    """Whether this host has cgroup v1 hierarchies and no cgroup2 mount at all (systemd's
+    legacy layout, as the lane's v1 systemd guest has it)."""
+    with open("/proc/self/mountinfo") as f:
+        fstypes = {line.split(" - ", 1)[1].split()[0] for line in f}
+    return "cgroup" in fstypes and "cgroup2" not in fstypes
+
+
+def cgroup_mounts():
+    """{hierarchy: mountpoint} of this host's cgroup mounts (the first of each), the
+    hierarchy named as /proc/<pid>/cgroup names it: "" for cgroup2, a v1 one by its
+    controllers and name ("cpu,cpuacct", "name=systemd")."""
+    with open("/proc/cgroups") as f:
+        controllers = {line.split()[0] for line in f if not line.startswith("#")}
+    found = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mount, rest = line.split(" - ", 1)
+            fstype, _, options = rest.split()
+            if fstype in ("cgroup", "cgroup2"):
+                key = ",".join(o for o in options.split(",") if o in controllers or o.startswith("name="))
+                found.setdefault("" if fstype == "cgroup2" else key, mount.split()[4])
+    return found
+
+
 def systemd_host():
-    """Whether systemd runs this host (pid 1, /run/systemd/system, as sd_booted(3) checks),
-    its system bus is up (/run/dbus/system_bus_socket) and the host is pure cgroup v2."""
-    return (os.path.isdir("/run/systemd/system") and os.path.exists("/run/dbus/system_bus_socket")
-            and pure_cgroup_v2())
+    """Whether systemd runs this host (pid 1, /run/systemd/system, as sd_booted(3) checks)
+    and its system bus is up (/run/dbus/system_bus_socket), on cgroup v2 or v1."""
+    return os.path.isdir("/run/systemd/system") and os.path.exists("/run/dbus/system_bus_socket")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -98,8 +122,8 @@ def pytest_collection_modifyitems(config, items):
     # cgroup_v2 tests run in the qemu guest of tests/vm (tests/test_v2_lane.py boots it)
     # when this host is not pure cgroup v2: deselected here, not skipped.
     # apparmor tests, likewise, where this host has no AppArmor (the guest's kernel has it);
-    # systemd tests where systemd with its bus doesn't run this host on pure v2 (the lane's
-    # systemd guest does: tests/test_v2_lane.py boots it too);
+    # systemd tests where systemd with its bus doesn't run this host (the lane's systemd
+    # guests do, on v2 and on v1: tests/test_v2_lane.py boots them too);
     # cgroup_v1_hybrid tests where this host's cgroups aren't laid out as this machine's.
     # V2LANE_COLLECT: the lane collects here what a guest must run and pass.
     from cgroup_layout import hybrid_v1_layout

@@ -92,6 +92,13 @@ def test_start_properties_are_runcs():
     assert ("CollectMode", "s", "inactive-or-failed") in props
 
 
+def test_a_legacy_host_accounts_block_io_by_its_v1_name():
+    """runc's legacy manager: BlockIOAccounting (systemd translates IOAccounting on v1, and says so)."""
+    names = {n for n, _, _ in systemd.start_properties(systemd.unit_for("", "c1"), 1, {}, legacy=True)}
+    assert "BlockIOAccounting" in names and "IOAccounting" not in names
+    assert {"MemoryAccounting", "CPUAccounting", "TasksAccounting"} <= names
+
+
 V2 = resources.Host({c: "v2" for c in ("cpu", "cpuset", "memory", "pids", "io", "hugetlb")}, pure_v2=True)
 V1 = resources.Host({c: "v1" for c in ("cpu", "cpuset", "memory", "pids", "blkio", "hugetlb")})
 
@@ -144,6 +151,23 @@ def test_unified_entries_map_where_runc_maps_them_and_the_rest_stay_files():
     props = _props({"unified": {"memory.high": "max", "memory.min": "4096", "pids.max": "9",
                                 "io.weight": "default 100"}}, V2)
     assert props == {"MemoryHigh": ("t", systemd.INFINITY), "MemoryMin": ("t", 4096), "TasksMax": ("t", 9)}
+
+
+def test_a_unit_may_be_loaded_while_a_cgroup_of_systemds_or_its_transient_file_is_there(tmp_path, monkeypatch):
+    """delete asks systemd to stop the unit only then. On v1 the cgroups the runtime made
+    (hierarchies systemd doesn't manage) outlive the unit systemd collected: they don't count."""
+    monkeypatch.setattr(systemd, "TRANSIENT", str(tmp_path / "transient"))
+    (tmp_path / "transient").mkdir()
+    (tmp_path / "freezer" / "u.scope").mkdir(parents=True)
+    paths = {"name=systemd": str(tmp_path / "systemd" / "u.scope"), "freezer": str(tmp_path / "freezer" / "u.scope")}
+    made = [str(tmp_path / "freezer"), paths["freezer"]]
+    assert systemd.may_be_loaded("u.scope", paths, made) is False  # collected: delete takes no bus
+    assert systemd.may_be_loaded("u.scope", paths) is True  # the freezer's, were it systemd's
+    (tmp_path / "transient" / "u.scope").write_text("")
+    assert systemd.may_be_loaded("u.scope", paths, made) is True
+    (tmp_path / "transient" / "u.scope").unlink()
+    (tmp_path / "systemd" / "u.scope").mkdir(parents=True)
+    assert systemd.may_be_loaded("u.scope", paths, made) is True
 
 
 def test_device_allow_list_from_runcs_default_rules():

@@ -1,14 +1,15 @@
 """The qemu lane (tests/vm/lane.py): the tests marked ``cgroup_v2`` (deselected on a host
 that is not pure cgroup v2) pass in a qemu guest that is; so do those marked ``apparmor``
 (the guest's kernel has AppArmor). Those marked ``systemd`` (deselected where systemd with
-its system bus doesn't run a pure v2 host) pass in the lane's other guest, systemd's
-(lane.py --systemd). Each of them, collected here, must be reported passed by its guest."""
+its system bus doesn't run the host) pass in the lane's systemd guests: on pure cgroup v2
+(lane.py --systemd) and on cgroup v1, systemd's legacy hierarchies (--systemd --cgroup-v1).
+Each of them, collected here, must be reported passed by its guest."""
 
 import os
 import sys
 
 import pytest
-from conftest import pure_cgroup_v2, systemd_host
+from conftest import legacy_cgroup_v1, pure_cgroup_v2, systemd_host
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "vm"))
 import lane  # noqa: E402
@@ -24,24 +25,31 @@ def test_cgroup_v2_tests_pass_in_the_v2_guest(capsys):
 
 
 def test_systemd_tests_pass_in_the_systemd_guest(capsys):
-    if systemd_host():
+    if systemd_host() and pure_cgroup_v2():
         pytest.skip("systemd with its bus runs this pure cgroup v2 host: the systemd tests ran here, not deselected")
     assert_guest_passes(capsys, systemd=True)
 
 
-def assert_guest_passes(capsys, systemd):
+def test_systemd_tests_pass_in_the_cgroup_v1_systemd_guest(capsys):
+    if systemd_host() and legacy_cgroup_v1():
+        pytest.skip("systemd with its bus runs this cgroup v1 host: the systemd tests ran here, not deselected")
+    assert_guest_passes(capsys, systemd=True, cgroup_v1=True)
+
+
+def assert_guest_passes(capsys, systemd, cgroup_v1=False):
     """Build and boot the guest; every test collected here for it must be reported passed there."""
-    name = "the systemd guest" if systemd else "the cgroup v2 guest"
+    name = ("the cgroup v1 systemd guest" if cgroup_v1 else "the systemd guest") if systemd else "the cgroup v2 guest"
     try:
         lane.find_qemu()
         lane.find_kernel()
-        result = lane.run(PROJECT, timeout=TIMEOUT, systemd=systemd)
+        result = lane.run(PROJECT, timeout=TIMEOUT, systemd=systemd, cgroup_v1=cgroup_v1)
     except lane.LaneError as e:
         pytest.fail(f"the qemu lane cannot run {name}: {e}")
     build = sum(result.build_times.values())
     booted = f"{result.booted:.1f}s" if result.booted is not None else "never"
+    flags = " --systemd" * systemd + " --cgroup-v1" * cgroup_v1
     with capsys.disabled():  # in CI's log even when the test passes
-        print(f"\nv2-lane{' --systemd' if systemd else ''}: guest pytest: {result.summary()} (build {build:.1f}s, "
+        print(f"\nv2-lane{flags}: guest pytest: {result.summary()} (build {build:.1f}s, "
               f"boot {booted}, qemu ended after {result.elapsed:.1f}s; console: {result.console_log})")
     assert not result.timed_out, f"{name} was killed after {TIMEOUT}s:\n{result.output}"
     assert result.exit_code is not None, f"{name} never printed {lane.EXIT_MARKER}<code>:\n{result.output}"

@@ -203,12 +203,12 @@ def _start_unit(unit, pid, config, plan, container, created_cgroups, started_uni
     from ..systemd_bus import Bus
 
     what = "linux.cgroupsPath"
+    paths = container.data["cgroup_paths"]
     with Bus() as bus:
-        properties = systemd.start_properties(unit, pid, config.get("annotations"))
+        properties = systemd.start_properties(unit, pid, config.get("annotations"), not cgroups.pure_v2(paths))
         properties += systemd.resource_properties(plan["cgroup_writes"], plan["device_rules"], bus.version)
         bus.start_unit(unit.name, properties, what)
         started_units.append(unit.name)
-    paths = container.data["cgroup_paths"]
     container.data["cgroups_created"] = cgroups.missing(paths)
     container.save()
     cgroups.make(paths, created_cgroups, plan["device_rules"], plan["cgroup_writes"])

@@ -57,12 +57,12 @@ def _wait_stopped(container, paths, timeout=10.0):
         time.sleep(0.002)
 
 
-def _stop_unit(name, paths):
+def _stop_unit(name, paths, created):
     """The systemd driver's unit, unless systemd has collected it already (the bus and its
     library cost more than the rest of a delete)."""
     from .. import systemd
 
-    if systemd.may_be_loaded(name, paths):
+    if systemd.may_be_loaded(name, paths, created):
         from ..systemd_bus import stop_unit
 
         stop_unit(name)
@@ -85,7 +85,7 @@ def destroy(container):
     if _kill_all(paths, pid) or not paths:
         _wait_stopped(container, paths)
     if data.get("systemd_unit"):
-        _stop_unit(data["systemd_unit"], paths)
+        _stop_unit(data["systemd_unit"], paths, data.get("cgroups_created") or [])
     cgroups.remove(cgroups.removable(data.get("cgroups_created") or [], paths))
     try:
         hostmounts.detach_added(data)

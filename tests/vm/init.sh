@@ -49,12 +49,22 @@ stage2)
     ;;
 esac
 
-if [ "$1" = tests ]; then
+# Where this shell is: cgroup2's controllers and its cgroup there; on cgroup v1 (the v1
+# systemd guest: no cgroup2 mounted) the hierarchies and its cgroup in name=systemd's.
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    layout="cgroup2=$($bb cat /sys/fs/cgroup/cgroup.controllers)"
+    in=$($bb sed -n 's/^0:://p' /proc/self/cgroup)
+else
+    layout="cgroup-v1=$($bb ls /sys/fs/cgroup | $bb tr '\n' ' ')"
+    in=$($bb sed -n 's/^[0-9]*:name=systemd://p' /proc/self/cgroup)
+fi
+if [ "$1" = tests ] && [ "${layout#cgroup2=}" != "$layout" ]; then
     # v2lane.service is delegated to us (Delegate=yes): this shell leaves its cgroup for a
     # leaf below it, pytest/, so that the service's cgroup may enable controllers for
-    # cgroups the tests make beside that leaf.
-    cg=/sys/fs/cgroup$($bb sed -n 's/^0:://p' /proc/self/cgroup)
-    $bb mkdir "$cg/pytest" && echo $$ > "$cg/pytest/cgroup.procs" || echo "V2LANE: cannot move to $cg/pytest"
+    # cgroups the tests make beside that leaf (cgroup v1 has no such rule).
+    cg=/sys/fs/cgroup$in
+    $bb mkdir "$cg/pytest" && echo $$ > "$cg/pytest/cgroup.procs" && in=$in/pytest ||
+        echo "V2LANE: cannot move to $cg/pytest"
 fi
 $bb hostname v2lane
 $bb ip link set lo up 2>/dev/null
@@ -65,7 +75,7 @@ $bb --install -s /v2lane/bin
 export PATH=@PATH@:/v2lane/bin HOME=/root LANG=C.UTF-8 TERM=dumb
 @ENV@
 read -r up _ < /proc/uptime
-echo "V2LANE-BOOTED uptime=$up cgroup2=$($bb cat /sys/fs/cgroup/cgroup.controllers) in=$($bb sed -n 's/^0:://p' /proc/self/cgroup)"
+echo "V2LANE-BOOTED uptime=$up $layout in=$in"
 
 cd @PROJECT@ && @COMMAND@
 code=$?

@@ -4,9 +4,11 @@ those marked ``apparmor`` on a host with AppArmor), a qemu guest (software emula
 booted on Debian's cloud kernel from an initramfs that holds what the tests use, at the
 same absolute paths as here. With --systemd, the systemd guest instead: systemd is its
 pid 1, with the system bus (dbus-daemon), on pure cgroup v2, and it runs the tests marked
-``systemd``.
+``systemd``; with --systemd --cgroup-v1 the same guest boots systemd on cgroup v1 (its
+legacy hierarchies) and runs them there.
 
-Usage: lane.py [--systemd] [--project DIR] [--python PY] [--build-only] [--timeout S] [--cpus N] [-- PYTEST_ARGS...]
+Usage: lane.py [--systemd [--cgroup-v1]] [--project DIR] [--python PY] [--build-only] [--timeout S] [--cpus N]
+               [-- PYTEST_ARGS...]
 (tests/vm/README.md tells more.)
 
 The initramfs is two newc cpio archives, one after the other (the kernel unpacks both):
@@ -251,7 +253,7 @@ def base_tree(python, runtime):
     runc, systemd and dbus (the systemd guest's), libraries."""
     for path, what in ((python, "the tests' python"), (runtime, "the ociruntime launcher"), (BUSYBOX, "busybox"),
                        (RUNC, "runc"), (APPARMOR_PARSER, "apparmor_parser"),
-                       *((path, "systemd, dbus") for path in SYSTEMD_FILES)):
+                       *((path, "systemd, dbus") for path in (*SYSTEMD_FILES, CGROUPS_AGENT))):
         if not os.path.exists(path):
             raise LaneError(f"{path} ({what}) is missing: run scripts/setup.sh")
     tree = Tree()
@@ -271,7 +273,7 @@ def base_tree(python, runtime):
     tree.add(BUSYBOX)
     tree.add(RUNC)
     tree.add(APPARMOR_PARSER)
-    for path in SYSTEMD_FILES:
+    for path in (*SYSTEMD_FILES, CGROUPS_AGENT):
         tree.add(path, walk=True)
     tree.add_shared_libraries()
     return tree
@@ -466,15 +468,23 @@ ACCEL = "tcg,thread=single"
 # quiet, but with the kernel's warnings (loglevel=5: a backtrace shows); a CPU stuck in
 # the kernel for 60 s (watchdog_thresh=30) panics, and so ends the guest, at once.
 KERNEL_ARGS = "console=ttyS0 panic=-1 quiet loglevel=5 softlockup_panic=1 watchdog_thresh=30"
+# The v1 systemd guest (--cgroup-v1): the same initramfs, its kernel command line telling
+# systemd to mount the legacy hierarchies (a v1 one for each controller and its own,
+# name=systemd; no cgroup2 at all: without the second argument systemd 252 mounts the hybrid
+# layout). On v1 systemd hears that a cgroup emptied from the kernel's release agent, its
+# cgroups-agent: without it a scope whose processes all exited stays active.
+CGROUP_V1_ARGS = "systemd.unified_cgroup_hierarchy=0 systemd.legacy_systemd_cgroup_controller=1"
+CGROUPS_AGENT = "/lib/systemd/systemd-cgroups-agent"
 
 
-def boot(initrd, timeout=1800, memory=2048, cpus=2, echo=None, kernel=None):
+def boot(initrd, timeout=1800, memory=2048, cpus=2, echo=None, kernel=None, cgroup_v1=False):
     """Boot the guest on ``initrd`` and wait for it to power off (killed after ``timeout``
-    seconds); ``echo(line)`` sees each console line as it comes. V2LANE_ACCEL overrides
+    seconds); ``echo(line)`` sees each console line as it comes. ``cgroup_v1``: the kernel
+    command line tells systemd to mount cgroup v1 (CGROUP_V1_ARGS). V2LANE_ACCEL overrides
     qemu's -accel (e.g. ``tcg`` for a thread per CPU)."""
     cmd = [find_qemu(), "-accel", os.environ.get("V2LANE_ACCEL") or ACCEL, "-m", str(memory), "-smp", str(cpus),
            "-nographic", "-nic", "none", "-no-reboot", "-kernel", kernel or find_kernel(), "-initrd", initrd,
-           "-append", KERNEL_ARGS]
+           "-append", f"{KERNEL_ARGS} {CGROUP_V1_ARGS}" if cgroup_v1 else KERNEL_ARGS]
     lines, booted = [], [None]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -507,15 +517,18 @@ def boot(initrd, timeout=1800, memory=2048, cpus=2, echo=None, kernel=None):
 
 
 def run(project, python=None, pytest_args=(), timeout=1800, echo=None, log=None, cpus=2, systemd=False,
-        command=None):
-    """Build and boot (``systemd``: the systemd guest); the Boot, with ``build_times``,
-    ``expected`` (the node ids the guest must pass) and ``console_log`` (the console, also
-    written as it comes to console.log, console-systemd.log for the systemd guest, beside
-    the initramfs: ``tail -f`` it)."""
+        command=None, cgroup_v1=False):
+    """Build and boot (``systemd``: the systemd guest; with ``cgroup_v1``, on cgroup v1); the
+    Boot, with ``build_times``, ``expected`` (the node ids the guest must pass) and
+    ``console_log`` (the console, also written as it comes to console.log,
+    console-systemd.log for the systemd guest, console-systemd-v1.log on v1, beside the
+    initramfs: ``tail -f`` it)."""
+    if cgroup_v1 and not systemd:
+        raise LaneError("--cgroup-v1 is the systemd guest's (--systemd): the plain guest is the cgroup v2 one")
     with _locked(project, log):
         initrd, times, expected = build(project, python, pytest_args, log=log, systemd=systemd, command=command)
-        console_log = os.path.join(os.path.dirname(initrd), f"console{_suffix(systemd)}.log")
-        result = _boot_logged(initrd, console_log, timeout, echo, cpus)
+        console_log = os.path.join(os.path.dirname(initrd), f"console{_suffix(systemd)}{'-v1' * cgroup_v1}.log")
+        result = _boot_logged(initrd, console_log, timeout, echo, cpus, cgroup_v1)
     result.build_times, result.expected, result.console_log = times, expected, console_log
     return result
 
@@ -525,7 +538,7 @@ def _suffix(systemd):
     return "-systemd" if systemd else ""
 
 
-def _boot_logged(initrd, console_log, timeout, echo, cpus):
+def _boot_logged(initrd, console_log, timeout, echo, cpus, cgroup_v1):
     with open(console_log, "w") as f:
 
         def write(line):
@@ -534,7 +547,7 @@ def _boot_logged(initrd, console_log, timeout, echo, cpus):
             if echo:
                 echo(line)
 
-        return boot(initrd, timeout=timeout, echo=write, cpus=cpus)
+        return boot(initrd, timeout=timeout, echo=write, cpus=cpus, cgroup_v1=cgroup_v1)
 
 
 @contextlib.contextmanager
@@ -563,10 +576,14 @@ def main(argv=None):
     parser.add_argument("--cpus", type=int, default=2, help="the guest's CPUs (default 2)")
     parser.add_argument("--systemd", action="store_true",
                         help="the systemd guest (systemd pid 1, the system bus): the tests marked systemd")
+    parser.add_argument("--cgroup-v1", action="store_true",
+                        help="with --systemd: systemd on cgroup v1 (legacy hierarchies) instead of v2")
     parser.add_argument("--command", help="a shell command line the guest runs in the project instead of pytest "
                         "(e.g. a benchmark); its exit code is the lane's")
     parser.add_argument("pytest_args", nargs="*", help="instead of <project>/tests (after --)")
     args = parser.parse_args(argv)
+    if args.cgroup_v1 and not args.systemd:
+        parser.error("--cgroup-v1 goes with --systemd (the plain guest is the cgroup v2 one)")
     try:
         if args.build_only:
             with _locked(args.project, print):
@@ -575,7 +592,7 @@ def main(argv=None):
             return 0
         result = run(args.project, args.python, args.pytest_args, timeout=args.timeout, cpus=args.cpus,
                      echo=lambda line: print(line, flush=True), log=lambda msg: print(msg, flush=True),
-                     systemd=args.systemd, command=args.command)
+                     systemd=args.systemd, command=args.command, cgroup_v1=args.cgroup_v1)
     except LaneError as e:
         print(f"v2-lane: {e}", file=sys.stderr)
         return 2

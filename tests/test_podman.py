@@ -41,25 +41,21 @@ with a pipe of its own as fd 3 (its sync pipe; _OCI_SYNCPIPE=3 _OCI_STARTPIPE=4 
 environment) and no --preserve-fds: the container must not get it (test_detached_and_logs).
 """
 
-import fcntl
 import glob
 import json
 import os
 import pathlib
-import pty
 import re
-import select
 import shutil
 import signal
-import struct
 import subprocess
 import tarfile
 import tempfile
-import termios
 import time
 
 import pytest
 from conftest import RUNTIME
+from ptys import Terminal
 
 from ociruntime.api import DEFAULT_ROOT
 
@@ -696,55 +692,6 @@ def test_missing_command(podman, command):
 
 
 # --- helpers
-
-
-class Terminal:
-    """A pty whose slave is a command's stdin, stdout, stderr and controlling terminal; the
-    test holds the master, as a terminal emulator does."""
-
-    def __init__(self, argv, env, rows, cols):
-        self.master, slave = pty.openpty()
-        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        self.output = ""
-        try:
-            self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env,
-                                         start_new_session=True,
-                                         preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
-        finally:
-            os.close(slave)
-
-    def write(self, data):
-        os.write(self.master, data)
-
-    def read_until(self, pattern, after=0, timeout=30):
-        deadline = time.monotonic() + timeout
-        while not (m := re.compile(pattern).search(self.output, after)):
-            left = deadline - time.monotonic()
-            assert left > 0 and self._read(left), f"no {pattern!r} in {self.output!r}"
-        return m
-
-    def wait(self, timeout=30):
-        deadline = time.monotonic() + timeout
-        while self._read(max(0.0, deadline - time.monotonic())):
-            pass
-        return self.proc.wait(max(0.1, deadline - time.monotonic()))
-
-    def _read(self, timeout):
-        """Append what the pty says within ``timeout``; False at its end (EIO: no slave open)."""
-        if not select.select([self.master], [], [], timeout)[0]:
-            return False
-        try:
-            chunk = os.read(self.master, 65536)
-        except OSError:
-            return False
-        self.output += chunk.decode(errors="replace")
-        return bool(chunk)
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        os.close(self.master)
 
 
 def _wait_for(condition, what, timeout=30):

@@ -278,7 +278,7 @@ def test_a_scope_whose_processes_exited_is_gone_and_delete_still_works(sd, make_
         assert time.monotonic() < deadline, show(unit, "ActiveState", "SubState")
         time.sleep(0.1)
     assert not Path(f"/run/systemd/transient/{unit}").exists()  # so delete needs no bus
-    # ...nor takes one: a bus at this address can't be reached (sd-bus and jeepney read it).
+    # ...nor takes one: a bus at this address can't be reached (sd-bus reads it).
     no_bus = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent/bus"}
     proc = sd("delete", cid, check=False, env=no_bus)
     assert (proc.returncode, proc.stderr) == (0, ""), proc.stdout

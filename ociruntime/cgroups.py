@@ -70,12 +70,18 @@ def own_cgroups(proc="/proc"):
     cached = _cache.get(("own", proc))
     if cached is not None:
         return cached
-    own = _cache[("own", proc)] = {}
-    with open(f"{proc}/self/cgroup") as f:
+    own = _cache[("own", proc)] = cgroups_of(f"{proc}/self/cgroup")
+    return own
+
+
+def cgroups_of(cgroup_file):
+    """{controller-key: path} read from a /proc/<pid>/cgroup file."""
+    found = {}
+    with open(cgroup_file) as f:
         for line in f:
             _, controllers, path = line.rstrip("\n").split(":", 2)
-            own[controllers] = path
-    return own
+            found[controllers] = path
+    return found
 
 
 def container_paths(cgroups_path, container_id, proc="/proc"):

@@ -14,6 +14,7 @@ import posix
 
 from . import cgroups, pathnames
 from .errors import ConfigError
+from .resources import DEFAULT_CFS_PERIOD
 
 DEFAULT_SLICE = "system.slice"
 DEFAULT_PREFIX = "ociruntime"  # runc's is "runc": a unit says which runtime made it
@@ -87,7 +88,7 @@ def container_paths(unit, proc="/proc"):
     mounts = cgroups.hierarchies(proc)
     if cgroups.pure_v2(mounts):
         return {cgroups.UNIFIED: mounts[cgroups.UNIFIED] + unit.cgroup}
-    init = _init_cgroups(proc)
+    init = cgroups.cgroups_of(f"{proc}/1/cgroup")  # systemd's own
     paths = {}
     for key, mountpoint in mounts.items():
         base = init.get(key, "/")
@@ -95,16 +96,6 @@ def container_paths(unit, proc="/proc"):
             base = base[:-len("/init.scope")]
         paths[key] = mountpoint + pathnames.normpath(base.rstrip("/") + unit.cgroup)
     return paths
-
-
-def _init_cgroups(proc):
-    """{controller-key: path} of PID 1 (systemd), from /proc/1/cgroup."""
-    out = {}
-    with open(f"{proc}/1/cgroup") as f:
-        for line in f:
-            _, key, path = line.rstrip("\n").split(":", 2)
-            out[key] = path
-    return out
 
 
 # --- unit properties ---------------------------------------------------------------------
@@ -150,7 +141,8 @@ def resource_properties(writes, device_rules, version, proc="/proc"):
             props.append(("BlockIOWeight", "t", _number(value, w["label"])))
         elif file == "cpu.max":
             q, _, p = value.partition(" ")
-            quota, period = (-1 if q == "max" else _number(q, w["label"])), _number(p or "100000", w["label"])
+            quota = -1 if q == "max" else _number(q, w["label"])
+            period = _number(p, w["label"]) if p else DEFAULT_CFS_PERIOD
         elif file == "cpu.cfs_quota_us":
             quota = _signed(value, w["label"])
         elif file == "cpu.cfs_period_us":
@@ -203,7 +195,7 @@ def _cpu_quota(quota, period, version):
         props.append(("CPUQuotaPeriodUSec", "t", period))
     per_sec = INFINITY
     if quota > 0:
-        per_sec = quota * 1000000 // (period or 100000)
+        per_sec = quota * 1000000 // (period or DEFAULT_CFS_PERIOD)
         if per_sec % 10000:
             per_sec = (per_sec // 10000 + 1) * 10000
     props.append(("CPUQuotaPerSecUSec", "t", per_sec))

@@ -242,4 +242,3 @@ def write_pid_file(path, pid):
     with open(tmp, "w") as f:
         f.write(str(pid))
     posix.rename(tmp, path)
-

@@ -13,15 +13,14 @@ prints the address and exits — containerd waits for that exit and for stdout t
 ``start`` is on every container's path, so it imports no protobuf: the address is known
 before the daemon has loaded anything, and a connection made early waits in the backlog.
 The task's runtime options, which containerd writes to its stdin, are read by hand
-(shim/wire.py) for the one field ``start`` acts on, ``shim_cgroup``.
+(ociruntime/protowire.py) for the one field ``start`` acts on, ``shim_cgroup``.
 """
 
 import posix
 import sys
 
+from ociruntime import protowire as wire
 from ociruntime.errors import OCIError
-
-from . import wire
 
 # Annotations that put containers in one shim, as containerd-shim-runc-v2 reads them
 # (runtime/v2/runc/manager); ours first.

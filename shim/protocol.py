@@ -18,7 +18,7 @@ import os
 
 from google.protobuf import any_pb2, descriptor_pool, empty_pb2, message_factory, timestamp_pb2
 
-from . import wire
+from ociruntime import protowire as wire
 
 DESCRIPTORS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "proto", "descriptors.binpb")
 

@@ -3,12 +3,15 @@ names, field numbers and wire bytes as Go's code writes them; Any packed as cont
 typeurl packs it; the well-known types are protobuf's own classes."""
 
 import datetime
+import os
 import subprocess
 import sys
 
 import pytest
 from google.protobuf import any_pb2, empty_pb2, timestamp_pb2
 from ociruntime_shim import protocol
+
+from ociruntime import protowire
 
 TASK_METHODS = {  # runtime/v2/task/shim.proto's service Task
     "State": ("StateRequest", "StateResponse"),
@@ -156,17 +159,18 @@ def test_a_missing_descriptor_set_is_named(tmp_path):
     """An install without the compiled set fails its import with the file's name and the cure."""
     (tmp_path / "ociruntime_shim" / "proto").mkdir(parents=True)
     shim = protocol.__file__.rsplit("/", 1)[0]
-    for name in ("__init__.py", "protocol.py", "wire.py"):
+    for name in ("__init__.py", "protocol.py"):
         (tmp_path / "ociruntime_shim" / name).write_text(open(f"{shim}/{name}").read())
-    code = f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\nimport ociruntime_shim.protocol"
+    checkout = os.path.dirname(os.path.dirname(protowire.__file__))  # the ociruntime it imports: this one
+    code = f"import sys\nsys.path[:0] = [{str(tmp_path)!r}, {checkout!r}]\nimport ociruntime_shim.protocol"
     proc = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True)
     assert proc.returncode == 1
     assert f"{tmp_path}/ociruntime_shim/proto/descriptors.binpb is missing" in proc.stderr.splitlines()[-1]
 
 
 def test_the_hand_reader_reads_what_protobuf_writes():
-    """shim/wire.py, for start's options without protobuf: protobuf's own bytes are its oracle."""
-    from ociruntime_shim import wire
+    """ociruntime/protowire.py, for start's options without protobuf: protobuf's own bytes are its oracle."""
+    wire = protowire
 
     opts = protocol.message("containerd.runc.v1.Options")(
         no_pivot_root=True, shim_cgroup="/shims/é", io_uid=2**32 - 1, io_gid=1000, root="/run/x", systemd_cgroup=True)

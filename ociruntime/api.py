@@ -146,6 +146,35 @@ def update(container_id, resources, *, root=DEFAULT_ROOT):
     verb.update(root, container_id, resources)
 
 
+def checkpoint(container_id, image_path, *, root=DEFAULT_ROOT, criu="criu", **options):
+    """Save the running container to CRIU images in ``image_path`` (``ociruntime
+    checkpoint``); the container is then gone unless ``leave_running`` or ``pre_dump``.
+    ``options``: the command's flags as keyword arguments (``work_path``, ``parent_path``,
+    ``leave_running``, ``tcp_established``, ``ext_unix_sk``, ``shell_job``, ``file_locks``,
+    ``pre_dump``, ``manage_cgroups_mode``, ``empty_ns``, ``auto_dedup``). ``criu``: its
+    binary (``--criu``)."""
+    from .commands import checkpoint as verb
+
+    verb.checkpoint(root, container_id, image_path=image_path, criu_path=criu, **options)
+
+
+def restore(container_id, bundle, image_path, *, root=DEFAULT_ROOT, stdio=None, console=None, console_socket=None,
+            pid_file=None, criu="criu", **options):
+    """Restore a container from the bundle at ``bundle`` and the CRIU images in
+    ``image_path`` (``ociruntime restore --detach``): it runs once this returns its init's
+    pid. The restored init is the caller's child (CRIU restores it as its own sibling).
+    ``stdio``: three fds CRIU runs with; the restored process's stdio pipes become them
+    (None: the caller's). ``console``, ``console_socket``: where the restored pty's
+    master goes, as for :func:`create`. ``options``: the command's other flags
+    (``work_path``, ``tcp_established``, ``ext_unix_sk``, ``shell_job``, ``file_locks``,
+    ``manage_cgroups_mode``, ``empty_ns``, ``auto_dedup``, ``no_pivot``, ``lsm_profile``,
+    ``lsm_mount_context``)."""
+    from .commands import restore as verb
+
+    return verb.restore(root, container_id, bundle, image_path=image_path, stdio=stdio, console=console,
+                        console_socket=console_socket, pid_file=pid_file, criu_path=criu, **options)["pid"]
+
+
 def stats(container_id, *, root=DEFAULT_ROOT):
     """The container's resource usage: the "data" object of ``events --stats`` (cpu,
     memory, pids, blkio, hugetlb... as runc reports them)."""

@@ -19,7 +19,7 @@ GLOBAL = {
     "--debug": ("debug", False, False),
     "--systemd-cgroup": ("systemd_cgroup", False, False),
     "--rootless": ("rootless", True, "auto"),
-    "--criu": ("criu", True, "criu"),  # read by checkpoint and restore only, which this runtime lacks
+    "--criu": ("criu", True, "criu"),  # the CRIU binary checkpoint and restore run
 }
 # --rootless takes Go's strconv.ParseBool spellings, as runc's does, or "auto".
 _TRUE, _FALSE = ("1", "t", "T", "TRUE", "true", "True"), ("0", "f", "F", "FALSE", "false", "False")
@@ -41,6 +41,20 @@ _UPDATE_OPTS = {
         "cpu-period", "cpu-quota", "cpu-burst", "cpu-share", "cpu-rt-period", "cpu-rt-runtime", "cpuset-cpus",
         "cpuset-mems", "cpu-idle", "memory", "memory-reservation", "memory-swap", "kernel-memory",
         "kernel-memory-tcp", "l3-cache-schema", "mem-bw-schema")},
+}
+
+# What checkpoint and restore share (runc's flags of both).
+_CRIU_OPTS = {
+    "--image-path": ("image_path", True, None),
+    "--work-path": ("work_path", True, None),
+    "--tcp-established": ("tcp_established", False, False),
+    "--ext-unix-sk": ("ext_unix_sk", False, False),
+    "--shell-job": ("shell_job", False, False),
+    "--file-locks": ("file_locks", False, False),
+    "--manage-cgroups-mode": ("manage_cgroups_mode", True, None),
+    "--empty-ns": ("empty_ns", "list", ()),
+    "--auto-dedup": ("auto_dedup", False, False),
+    "--lazy-pages": ("lazy_pages", False, False),  # refused: see commands/checkpoint.py
 }
 
 # command -> (help, options, positionals (name, required)); a positional whose
@@ -92,6 +106,21 @@ COMMANDS = {
         "--bundle": ("bundle", True, "."), "-b": ("bundle", True, "."),
         "--rootless": ("rootless", False, False)}, []),
     "features": ("show the enabled features", {}, []),
+    "checkpoint": ("checkpoint a running container", dict(
+        _CRIU_OPTS, **{"--parent-path": ("parent_path", True, None),
+                       "--leave-running": ("leave_running", False, False),
+                       "--pre-dump": ("pre_dump", False, False),
+                       "--page-server": ("page_server", True, None),
+                       "--status-fd": ("status_fd", "int", -1)}), [("container_id", True)]),
+    "restore": ("restore a container from a previous checkpoint", dict(
+        _CRIU_OPTS, **{"--bundle": ("bundle", True, "."), "-b": ("bundle", True, "."),
+                       "--console-socket": ("console_socket", True, None),
+                       "--pid-file": ("pid_file", True, None),
+                       "--detach": ("detach", False, False), "-d": ("detach", False, False),
+                       "--no-subreaper": ("no_subreaper", False, False),
+                       "--no-pivot": ("no_pivot", False, False),
+                       "--lsm-profile": ("lsm_profile", True, None),
+                       "--lsm-mount-context": ("lsm_mount_context", True, None)}), [("container_id", True)]),
     "help": ("show a list of commands or help for one command", {}, [("topic", False)]),
 }
 ALIASES = {"h": "help"}
@@ -175,8 +204,8 @@ def parse(argv):
 
 def check_globals(glob, command):
     """Every global option is acted on or refused where runc acts on it, never parsed and
-    dropped. --criu is left to checkpoint and restore, which are unknown commands here:
-    engines pass it to every command (go-runc does when a CRIU path is configured)."""
+    dropped. --criu is checkpoint's and restore's; the other commands take it and leave it,
+    as runc's do: engines pass it to every command (go-runc does when a CRIU path is configured)."""
     if glob["log_format"] not in ("text", "json"):
         raise OCIError(f"--log-format: invalid value {glob['log_format']!r}: use text or json")
     rootless = glob["rootless"]
@@ -254,6 +283,14 @@ def dispatch(glob, command, opts):
         from .commands import features
 
         features.main()
+    elif command == "checkpoint":
+        from .commands import checkpoint
+
+        checkpoint.checkpoint(root, criu_path=glob["criu"], **opts)
+    elif command == "restore":
+        from .commands import restore
+
+        return restore.main(root, criu_path=glob["criu"], systemd_cgroup=glob["systemd_cgroup"], **opts)
     return 0
 
 

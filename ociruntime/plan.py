@@ -113,6 +113,20 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
     }
 
 
+def checkpoint_facts(plan):
+    """What a checkpoint of this container must tell CRIU (criu.py), kept in its state
+    record: the mount points of bind mounts and device nodes, which CRIU is to leave to
+    whoever restores ("external": their sources are the host's), the masked paths, and the
+    namespaces the container joined by path ({type: path})."""
+    externals = [s["dst"] for s in plan["steps"]
+                 if s["op"] == "mknod" or s["op"] == "mount" and s["flags"] & mountopts.MS_BIND
+                 and not s["flags"] & mountopts.MS_REMOUNT]
+    masked = [s["dst"] for s in plan["steps"] if s["op"] == "mask"]
+    flag_names = {flag: name for name, flag in namespaces.FLAGS.items()}
+    return {"externals": externals, "masked": masked,
+            "joined": {flag_names[flag]: path for path, flag in plan["joins"]}}
+
+
 def _preserved_fds(count):
     """--preserve-fds N passes fds 3 to 2+N: N can't be negative (the init's own fds are
     moved above 2+N) nor reach past the open file limit."""

@@ -77,6 +77,11 @@ _FIELDS = {
     "freezer": lambda v: v is None or _path(v),  # cgroups.freezer_file, kept: `state` needs no cgroups module
     "hooks": lambda v: type(v) is dict and set(v) == {"poststart", "poststop"} and all(map(_hooks, v.values())),
     "creating": lambda v: v is True,
+    # plan.checkpoint_facts: what `checkpoint` tells CRIU (absent in records of older versions)
+    "checkpoint": lambda v: type(v) is dict and set(v) == {"externals", "masked", "joined"}
+    and all(type(v[k]) is list and all(map(_path, v[k])) for k in ("externals", "masked"))
+    and type(v["joined"]) is dict
+    and all(_text(k) and _path(p) for k, p in v["joined"].items()),
     # known once the init exists
     "pid": lambda v: _count(v) and v > 1, "init_start_time": _count,
     # known once it is created

@@ -62,24 +62,8 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
     if unprivileged or in_userns:
         rootless_mod.finish(plan, linux)
     # The first record names all this create may make (write-ahead: state.py).
-    container = state.Container.new(root, container_id, {
-        "ociVersion": config.get("ociVersion", SPEC_VERSION),
-        "id": container_id,
-        "bundle": bundle,
-        "rootfs": plan["rootfs"],
-        "created": timestamp(),
-        "owner": "",
-        "annotations": config.get("annotations") or {},
-        "cgroup_paths": cgroup_paths,
-        "freezer": cgroups.freezer_file(cgroup_paths),
-        # systemd's unit makes its own (and what it doesn't make is named once it is up)
-        "cgroups_created": [] if unit else cgroups.missing(cgroup_paths),
-        "systemd_unit": unit.name if unit else None,
-        # None: the container has its own mount namespace
-        "host_mounts": hostmounts.present(plan["rootfs"]) if plan["host_mounts"] else None,
-        "resources": linux.get("resources") or {},  # what `update` merges into
-        "hooks": {name: hooks.entries(config, name) for name in ("poststart", "poststop")},
-    })
+    container = state.Container.new(root, container_id, first_record(config, container_id, bundle, plan,
+                                                                      cgroup_paths, unit))
     data = container.data
     init = None
     created_cgroups = []
@@ -138,6 +122,30 @@ def create(root, container_id, bundle, pid_file=None, no_pivot=False, no_new_key
             hooks.run(hooks.entries(config, "poststop"), state.spec_state(container.data, "stopped"), fatal=False)
         raise
     return container, init
+
+
+def first_record(config, container_id, bundle, plan, cgroup_paths, unit=None):
+    """The state record before anything is made: it names what may be (create's, restore's)."""
+    linux = config.get("linux") or {}
+    return {
+        "ociVersion": config.get("ociVersion", SPEC_VERSION),
+        "id": container_id,
+        "bundle": bundle,
+        "rootfs": plan["rootfs"],
+        "created": timestamp(),
+        "owner": "",
+        "annotations": config.get("annotations") or {},
+        "cgroup_paths": cgroup_paths,
+        "freezer": cgroups.freezer_file(cgroup_paths),
+        # systemd's unit makes its own (and what it doesn't make is named once it is up)
+        "cgroups_created": [] if unit else cgroups.missing(cgroup_paths),
+        "systemd_unit": unit.name if unit else None,
+        # None: the container has its own mount namespace
+        "host_mounts": hostmounts.present(plan["rootfs"]) if plan["host_mounts"] else None,
+        "resources": linux.get("resources") or {},  # what `update` merges into
+        "hooks": {name: hooks.entries(config, name) for name in ("poststart", "poststop")},
+        "checkpoint": plan_mod.checkpoint_facts(plan),  # what `checkpoint` tells CRIU
+    }
 
 
 def _move_net_devices(plan, init):

@@ -24,6 +24,10 @@ Scenarios (see bench/README.md for more):
               waits in `created`.
   e. update   `update --memory` of a running `sleep` container, per invocation.
   f. events   `events --stats` of a running `sleep` container, per invocation.
+  g. checkpoint  `checkpoint` of a running `sleep` container into a fresh image
+              directory, then `restore --detach` of those images as a new
+              container (CRIU: the qemu lane's guest). Its stdio are pipes the
+              bench holds, as CRIU needs (a pipe is restored onto the new one).
 
 Processes are started with os.posix_spawn and reaped with os.wait4, so the
 timing wraps only the process itself and the CPU time (user+sys, including
@@ -139,6 +143,21 @@ def spawn(argv, stdout=DEVNULL, stderr=DEVNULL, check=True):
                 detail = f.read().strip()[-2000:]
         raise BenchError(f"{' '.join(argv)}: exit {os.waitstatus_to_exitcode(status)}: {detail}")
     return wall, ru.ru_utime + ru.ru_stime
+
+
+def spawn_with_fds(argv, fds, stderr):
+    """Like spawn, with stdin and stdout dup'd from ``fds`` (pipes: g's containers); wall seconds."""
+    actions = [(os.POSIX_SPAWN_DUP2, fds[0], 0), (os.POSIX_SPAWN_DUP2, fds[1], 1),
+               (os.POSIX_SPAWN_OPEN, 2, stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)]
+    t0 = time.perf_counter()
+    pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
+    _, status, _ = os.wait4(pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        with open(stderr, errors="replace") as f:
+            detail = f.read().strip()[-2000:]
+        raise BenchError(f"{' '.join(argv)}: exit {os.waitstatus_to_exitcode(status)}: {detail}")
+    return wall
 
 
 def first_line(argv):
@@ -366,6 +385,8 @@ class Bench:
             out += self.memory(n)
         if "e" in self.args.only or "f" in self.args.only:
             out += self.resource_verbs(n)
+        if "g" in self.args.only:
+            out += self.checkpoint_restore(n)
         return out
 
     def run_true(self, n):
@@ -468,6 +489,38 @@ class Bench:
                 rt.delete(cid, force=True)
         return lines
 
+    # -- (g) checkpoint, restore
+
+    def checkpoint_restore_once(self, rt):
+        """create+start a sleeper on pipes; time `checkpoint`, then `restore --detach` of it."""
+        stdin_r, stdin_w = os.pipe()
+        out_r, out_w = os.pipe()
+        try:
+            cid = self.new_id(rt, "ck")
+            rt.live.add(cid)
+            spawn_with_fds(rt.argv("create", "--bundle", self.sleep_bundle, cid), (stdin_r, out_w), rt.errfile)
+            rt.call("start", cid)
+            images = os.path.join(self.tmp, f"images-{cid}")
+            dump = spawn_with_fds(rt.argv("checkpoint", "--image-path", images, cid), (stdin_r, out_w), rt.errfile)
+            rt.live.discard(cid)
+            cid = self.new_id(rt, "rst")
+            rt.live.add(cid)
+            restore = spawn_with_fds(rt.argv("restore", "--detach", "--bundle", self.sleep_bundle, "--image-path",
+                                             images, cid), (stdin_r, out_w), rt.errfile)
+            rt.delete(cid, force=True)
+            shutil.rmtree(images, ignore_errors=True)
+        finally:
+            for fd in (stdin_r, stdin_w, out_r, out_w):
+                os.close(fd)
+        return {"checkpoint": dump, "restore": restore}
+
+    def checkpoint_restore(self, n):
+        got = self.timed_pairs("checkpoint", self.checkpoint_restore_once, n)
+        rows = {part: ([r[part] for r in got[self.a]], [r[part] for r in got[self.b]])
+                for part in ("checkpoint", "restore")}
+        return self.report("g. checkpoint of a running `sleep`, restore --detach of its images", rows,
+                           key="checkpoint")
+
     def report(self, title, rows, key, unit="ms"):
         """Format rows {label: (samples A, samples B)}; store them in self.results[key]."""
         a, b = self.a.name, self.b.name
@@ -514,10 +567,11 @@ def main():
                         "the runtime's shebang, else that of .venv/bin/ociruntime-launcher)")
     parser.add_argument("--systemd-cgroup", action="store_true",
                         help="pass --systemd-cgroup to both runtimes (a host running systemd)")
-    parser.add_argument("--only", default="abcdef", help="the scenarios to run, e.g. 'ab' (default: abcdef)")
+    parser.add_argument("--only", default="abcdef", help="the scenarios to run, e.g. 'ab' (default: abcdef; "
+                        "g, checkpoint/restore, needs a kernel CRIU works on: the qemu lane's guest)")
     args = parser.parse_args()
-    if not set(args.only) <= set("abcdef") or not args.only:
-        raise SystemExit("bench: --only takes letters of abcdef")
+    if not set(args.only) <= set("abcdefg") or not args.only:
+        raise SystemExit("bench: --only takes letters of abcdefg")
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (containers need it)")
     if args.runs < 1:

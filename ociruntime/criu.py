@@ -302,12 +302,10 @@ def _dup_above(fd, low):
 
 
 def error_text(resp, log=None):
-    """criu's failure in one line: the first error its log names (where it began) and the
-    message it answered with (criu ≥ 3.16 sends one: often the last error), else its
-    errno; and where the log is."""
-    first = first_error(log)
-    said = (resp.get("cr_errmsg") or "").strip()
-    message = "; ".join(dict.fromkeys(m for m in (first, said) if m))
+    """criu's failure in one line: the message it answered with (criu ≥ 3.16 sends the
+    error it kept as the cause), else the last error its log names, else its errno; and
+    where the log is."""
+    message = _strip_prefix((resp.get("cr_errmsg") or "").strip()) or last_error(log)
     if not message:
         errno = resp.get("cr_errno") or 0
         message = f"criu failed: {posix.strerror(errno)}" if errno else "criu failed"
@@ -315,19 +313,25 @@ def error_text(resp, log=None):
     return f"criu {what}: {message}" + _log_hint(log)
 
 
-def first_error(log):
-    """The first "Error (file:line): ..." line of criu's log, without its prefix; "" if none."""
-    if not log:
-        return ""
+def last_error(log):
+    """The last "Error (file:line): ..." line of criu's log that says more than that the
+    dump or restore FAILED, without its prefix; "" if none."""
     try:
         with open(log, errors="replace") as f:
-            for line in f:
-                _, found, message = line.partition("Error (")
-                if found:
-                    return message.partition("): ")[2].strip() or message.strip()
-    except OSError:
-        pass
+            lines = f.read().splitlines()
+    except (OSError, TypeError):
+        return ""
+    for line in reversed(lines):
+        if "Error (" in line and not line.endswith("FAILED."):
+            return _strip_prefix(line[line.index("Error ("):])
     return ""
+
+
+def _strip_prefix(message):
+    """"Error (criu/x.c:12): what" -> "what"."""
+    if message.startswith("Error (") and "): " in message:
+        return message.split("): ", 1)[1].strip()
+    return message
 
 
 def _log_hint(log):

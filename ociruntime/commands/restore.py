@@ -137,8 +137,7 @@ def _run_criu(plan, config, container, images, work_path, descriptors, criu_root
         with criu.Session(criu_path, "restore", stdio=stdio, extra=extra) as session:
             # criu joins the container's cgroups first: what it restores starts there
             cgroups.join(data["cgroup_paths"], session.pid)
-            if not cgroups.pure_v2(data["cgroup_paths"]):
-                opts["cg_root"] = _cgroup_roots(session.pid)
+            opts["cg_root"] = _cgroup_roots(session.pid)
 
             def on_notify(script, pid, received):
                 if script == "setup-namespaces":
@@ -169,12 +168,14 @@ def _open_namespace(path, ns_type):
 
 
 def _cgroup_roots(pid):
-    """cgroup v1: where each hierarchy's restored cgroups go, criu's own (it joined the
-    container's): runc's cg_root list."""
+    """Where each hierarchy's restored cgroups go: criu's own, the container's (it joined
+    them). runc sends these on cgroup v1 only; on v2 criu then recreates the cgroup the
+    checkpointed container had, so a restore under another id (another cgroup) would
+    land outside its own: the v2 one (no controller: every one) is sent too."""
     from ..cgroups import cgroups_of
 
-    return [(key.split("=", 1)[-1] if key.startswith("name=") else key, path)
-            for key, path in sorted(cgroups_of(pid).items()) if key]
+    return [(key.split("=", 1)[-1] if key.startswith("name=") else key or None, path)
+            for key, path in sorted(cgroups_of(f"/proc/{pid}/cgroup").items())]
 
 
 def _record_init(container, pid, restored):

@@ -34,6 +34,9 @@ def test_criu_check_looks_good(capsys):
 
 
 def test_the_modules_criu_needs_are_loaded():
+    """The lane's guest loads them at boot (nothing there would on demand)."""
+    if not os.path.isdir("/v2lane/bin"):  # made by its init
+        pytest.skip("not the qemu lane's guest: a kernel here loads what criu asks for on demand")
     with open("/proc/modules") as f:
         loaded = {line.split()[0] for line in f}
     builtin = {name for name in lane.CRIU_MODULES if os.path.isdir(f"/sys/module/{name}")} - loaded

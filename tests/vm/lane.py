@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """The cgroup v2 lane: run the tests marked ``cgroup_v2`` on a pure cgroup v2 host (and
-those marked ``apparmor`` on a host with AppArmor), a qemu guest (software emulation)
-booted on Debian's cloud kernel from an initramfs that holds what the tests use, at the
-same absolute paths as here. With --systemd, the systemd guest instead: systemd is its
-pid 1, with the system bus (dbus-daemon), on pure cgroup v2, and it runs the tests marked
-``systemd``; with --systemd --cgroup-v1 the same guest boots systemd on cgroup v1 (its
-legacy hierarchies) and runs them there.
+those marked ``apparmor`` on a host with AppArmor, those marked ``criu`` on a kernel where
+``criu check`` passes), a qemu guest (software emulation) booted on Debian's cloud kernel
+from an initramfs that holds what the tests use, at the same absolute paths as here. With
+--systemd, the systemd guest instead: systemd is its pid 1, with the system bus
+(dbus-daemon), on pure cgroup v2, and it runs the tests marked ``systemd``; with --systemd
+--cgroup-v1 the same guest boots systemd on cgroup v1 (its legacy hierarchies) and runs
+them there.
 
 Usage: lane.py [--systemd [--cgroup-v1]] [--project DIR] [--python PY] [--build-only] [--timeout S] [--cpus N]
                [-- PYTEST_ARGS...]
@@ -16,9 +17,12 @@ The initramfs is two newc cpio archives, one after the other (the kernel unpacks
 - the base: the Python interpreter and its standard library, the virtualenvs (the one
   running the tests and the one the ``ociruntime`` under test runs), that command
   (tests/devbuild.py: this checkout's build/dev one unless $OCIRUNTIME), /bin/busybox,
-  /sbin/apparmor_parser, systemd's pid 1 and tools, dbus-daemon and the few units and
-  configuration files the systemd guest needs, and every shared library those need
-  (from ldd): one base for both guests. Built once and cached under
+  /sbin/apparmor_parser, criu with what it runs for a network namespace (iproute2's ip,
+  iptables-restore and its xtables extensions), systemd's pid 1 and tools, dbus-daemon and
+  the few units and configuration files the systemd guest needs, every shared library
+  those need (from ldd), and the booted kernel's module files criu needs (CRIU_MODULES
+  and what they depend on, from its modules.dep; the plain guest's init loads them with
+  insmod, dependencies first): one base for both guests. Built once and cached under
   <project>/build/v2-lane/, keyed by a hash of every file's path, size, mode and mtime
   (and this builder's source).
 - the project: the project tree (no .git, .venv, build or tool caches; its __pycache__,
@@ -27,7 +31,7 @@ The initramfs is two newc cpio archives, one after the other (the kernel unpacks
   it is small.
 
 The guest runs ``<python> -m pytest -q -p no:cacheprovider -rfEsxXp -m MARKER <project>/tests``
-from the project directory (MARKER: ``(cgroup_v2 or apparmor) and not systemd``, in the
+from the project directory (MARKER: ``(cgroup_v2 or apparmor or criu) and not systemd``, in the
 systemd guest ``systemd``; PYTEST_ARGS, when given, instead of ``<project>/tests``) and
 prints ``V2LANE-EXIT=<pytest's exit code>`` last. The same selection, collected here first
 (with conftest's deselection of them off), is what the guest must report as passed, each

@@ -18,9 +18,10 @@ The initramfs is two newc cpio archives, one after the other (the kernel unpacks
   running the tests and the one the ``ociruntime`` under test runs), that command
   (tests/devbuild.py: this checkout's build/dev one unless $OCIRUNTIME), /bin/busybox,
   /sbin/apparmor_parser, criu with what it runs for a network namespace (iproute2's ip,
-  iptables-restore and its xtables extensions), systemd's pid 1 and tools, dbus-daemon and
-  the few units and configuration files the systemd guest needs, every shared library
-  those need (from ldd), and the booted kernel's module files criu needs (CRIU_MODULES
+  iptables-restore and its xtables extensions) and for tmpfs mounts (GNU tar, gzip),
+  systemd's pid 1 and tools, dbus-daemon and the few units and configuration files the
+  systemd guest needs, every shared library those need (from ldd), and the booted
+  kernel's module files criu needs (CRIU_MODULES
   and what they depend on, from its modules.dep; the plain guest's init loads them with
   insmod, dependencies first): one base for both guests. Built once and cached under
   <project>/build/v2-lane/, keyed by a hash of every file's path, size, mode and mtime
@@ -75,10 +76,13 @@ APPARMOR_PARSER = "/sbin/apparmor_parser"  # loads the apparmor tests' profile (
 # dropping all but its own packets, `-m mark`; Debian's are iptables-nft, whose extensions,
 # dlopened from xtables/, parse the rules). The rules themselves it lists with libnftables,
 # which it links (ldd finds it); iptables-save it runs only when a legacy (non-nft) one is
-# there, and goes on without (it logs "execvp ... failed" first). Its plugin directory
-# /usr/lib/criu holds no plugin here: without it criu loads none.
+# there, and goes on without (it logs "execvp ... failed" first). A container's tmpfs
+# mounts (its /dev) it saves and restores with GNU tar (`tar --create --gzip --no-unquote
+# --sparse ...`: busybox's tar knows none of that, and criu says "Can't dump tmpfs
+# content"), which runs gzip. Its plugin directory /usr/lib/criu holds no plugin here:
+# without it criu loads none.
 CRIU = "/usr/sbin/criu"
-CRIU_TOOLS = ("/bin/ip", "/usr/sbin/iptables-restore", "/usr/sbin/ip6tables-restore")
+CRIU_TOOLS = ("/bin/ip", "/usr/sbin/iptables-restore", "/usr/sbin/ip6tables-restore", "/bin/tar", "/bin/gzip")
 XTABLES = "/usr/lib/x86_64-linux-gnu/xtables"
 # The guest kernel's modules criu needs, which the plain guest loads (with what they depend
 # on; nothing loads one on demand there): those `criu check` wants (the socket diag families
@@ -279,7 +283,7 @@ def base_tree(python, runtime, modules=()):
     module files ``modules`` (kernel_modules())."""
     for path, what in ((python, "the tests' python"), (runtime, "the ociruntime launcher"), (BUSYBOX, "busybox"),
                        (RUNC, "runc"), (APPARMOR_PARSER, "apparmor_parser"), (CRIU, "criu"),
-                       *((path, "criu's ip and iptables") for path in (*CRIU_TOOLS, XTABLES)),
+                       *((path, "criu's ip, iptables, tar, gzip") for path in (*CRIU_TOOLS, XTABLES)),
                        *((path, "systemd, dbus") for path in (*SYSTEMD_FILES, CGROUPS_AGENT))):
         if not os.path.exists(path):
             raise LaneError(f"{path} ({what}) is missing: run scripts/setup.sh")

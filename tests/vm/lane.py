@@ -18,7 +18,7 @@ The initramfs is two newc cpio archives, one after the other (the kernel unpacks
   running the tests and the one the ``ociruntime`` under test runs), that command
   (tests/devbuild.py: this checkout's build/dev one unless $OCIRUNTIME), /bin/busybox,
   /sbin/apparmor_parser, criu with what it runs for a network namespace (iproute2's ip,
-  iptables-restore and its xtables extensions) and for tmpfs mounts (GNU tar, gzip),
+  iptables-restore and its xtables extensions) and for tmpfs mounts (GNU tar, gzip, /bin/sh),
   systemd's pid 1 and tools, dbus-daemon and the few units and configuration files the
   systemd guest needs, every shared library those need (from ldd), and the booted
   kernel's module files criu needs (CRIU_MODULES
@@ -79,10 +79,12 @@ APPARMOR_PARSER = "/sbin/apparmor_parser"  # loads the apparmor tests' profile (
 # there, and goes on without (it logs "execvp ... failed" first). A container's tmpfs
 # mounts (its /dev) it saves and restores with GNU tar (`tar --create --gzip --no-unquote
 # --sparse ...`: busybox's tar knows none of that, and criu says "Can't dump tmpfs
-# content"), which runs gzip. Its plugin directory /usr/lib/criu holds no plugin here:
-# without it criu loads none.
+# content"), which runs gzip through /bin/sh -c (execv: not from PATH; busybox's sh is only
+# on PATH here, so /bin/sh is the host's, dash). Its plugin directory /usr/lib/criu holds
+# no plugin here: without it criu loads none.
 CRIU = "/usr/sbin/criu"
-CRIU_TOOLS = ("/bin/ip", "/usr/sbin/iptables-restore", "/usr/sbin/ip6tables-restore", "/bin/tar", "/bin/gzip")
+CRIU_TOOLS = ("/bin/ip", "/usr/sbin/iptables-restore", "/usr/sbin/ip6tables-restore", "/bin/tar", "/bin/gzip",
+              "/bin/sh")
 XTABLES = "/usr/lib/x86_64-linux-gnu/xtables"
 # The guest kernel's modules criu needs, which the plain guest loads (with what they depend
 # on; nothing loads one on demand there): those `criu check` wants (the socket diag families
@@ -283,7 +285,7 @@ def base_tree(python, runtime, modules=()):
     module files ``modules`` (kernel_modules())."""
     for path, what in ((python, "the tests' python"), (runtime, "the ociruntime launcher"), (BUSYBOX, "busybox"),
                        (RUNC, "runc"), (APPARMOR_PARSER, "apparmor_parser"), (CRIU, "criu"),
-                       *((path, "criu's ip, iptables, tar, gzip") for path in (*CRIU_TOOLS, XTABLES)),
+                       *((path, "criu's ip, iptables, tar, gzip, sh") for path in (*CRIU_TOOLS, XTABLES)),
                        *((path, "systemd, dbus") for path in (*SYSTEMD_FILES, CGROUPS_AGENT))):
         if not os.path.exists(path):
             raise LaneError(f"{path} ({what}) is missing: run scripts/setup.sh")

@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 # systemd dbus: PID 1 and the system bus of the qemu lane's systemd guest (tests marked systemd).
 # libsystemd0: libsystemd.so.0, whose sd-bus the C helper loads for --systemd-cgroup (native/sdbus.c).
 # podman conmon uidmap: tests/test_podman.py as root, tests/test_podman_rootless.py as an ordinary user (newuidmap/newgidmap).
-PACKAGES="procps strace busybox-static libseccomp-dev runc containerd docker.io python3-venv python3-dev libffi-dev gcc hyperfine qemu-system-x86 linux-image-cloud-amd64 apparmor protobuf-compiler systemd dbus libsystemd0 podman conmon uidmap"
+# criu iproute2 iptables tar gzip: checkpoint/restore (tests marked criu, run in the qemu lane's plain guest); to dump a network namespace criu runs iproute2's ip and locks it with iptables-restore, a tmpfs it saves with GNU tar and gzip.
+PACKAGES="procps strace busybox-static libseccomp-dev runc containerd docker.io python3-venv python3-dev libffi-dev gcc hyperfine qemu-system-x86 linux-image-cloud-amd64 apparmor protobuf-compiler systemd dbus libsystemd0 podman conmon uidmap criu iproute2 iptables tar gzip"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -10,6 +10,7 @@ directories, mounts of its bundles, cgroups named after its containers, processe
 """
 
 import copy
+import functools
 import json
 import os
 import shutil
@@ -113,6 +114,17 @@ def systemd_host():
     return os.path.isdir("/run/systemd/system") and os.path.exists("/run/dbus/system_bus_socket")
 
 
+@functools.cache
+def criu_works():
+    """Whether ``criu check`` passes here (criu installed, root, a kernel it can work
+    with): run once per session, when a test marked criu is collected."""
+    try:
+        proc = subprocess.run(["criu", "check"], stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
 def pytest_collection_modifyitems(config, items):
     if os.geteuid() != 0:
         skip = pytest.mark.skip(reason="needs root: real containers")
@@ -124,18 +136,21 @@ def pytest_collection_modifyitems(config, items):
     # apparmor tests, likewise, where this host has no AppArmor (the guest's kernel has it);
     # systemd tests where systemd with its bus doesn't run this host (the lane's systemd
     # guests do, on v2 and on v1: tests/test_v2_lane.py boots them too);
+    # criu tests where `criu check` fails (the lane's plain guest passes it);
     # cgroup_v1_hybrid tests where this host's cgroups aren't laid out as this machine's.
     # V2LANE_COLLECT: the lane collects here what a guest must run and pass.
+    # Each check runs only when a test has its marker (criu's costs a process).
     from cgroup_layout import hybrid_v1_layout
 
     lane = bool(os.environ.get("V2LANE_COLLECT"))
-    for marker, here in (("cgroup_v2", pure_cgroup_v2() or lane), ("apparmor", apparmor_enabled() or lane),
-                         ("systemd", systemd_host() or lane), ("cgroup_v1_hybrid", hybrid_v1_layout())):
-        if not here:
-            elsewhere = [item for item in items if item.get_closest_marker(marker)]
-            if elsewhere:
-                config.hook.pytest_deselected(items=elsewhere)
-                items[:] = [item for item in items if not item.get_closest_marker(marker)]
+    for marker, here in (("cgroup_v2", lambda: pure_cgroup_v2() or lane),
+                         ("apparmor", lambda: apparmor_enabled() or lane),
+                         ("systemd", lambda: systemd_host() or lane), ("criu", lambda: lane or criu_works()),
+                         ("cgroup_v1_hybrid", hybrid_v1_layout)):
+        elsewhere = [item for item in items if item.get_closest_marker(marker)]
+        if elsewhere and not here():
+            config.hook.pytest_deselected(items=elsewhere)
+            items[:] = [item for item in items if not item.get_closest_marker(marker)]
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,11 @@
 # Stage 1 runs on the initramfs itself (the kernel's rootfs), where pivot_root(2) fails
 # and so would every container: it bind-mounts the rootfs onto a directory, moves that
 # mount over / and chroots into it (what switch_root does, without copying or deleting
-# anything). Stage 2 mounts the pure cgroup v2 host the tests need, runs them and powers
-# off. In the systemd guest (@SYSTEMD@ names it) stage 2 execs systemd instead, still pid 1,
-# which mounts the API file systems and cgroup2 itself and starts v2lane.service: that
-# runs "/init tests", the part after the mounts.
+# anything). Stage 2 mounts the pure cgroup v2 host the tests need, loads the kernel
+# modules criu needs, runs the tests and powers off. In the systemd guest (@SYSTEMD@
+# names it) stage 2 execs systemd instead, still pid 1, which mounts the API file systems
+# and cgroup2 itself and starts v2lane.service: that runs "/init tests", the part after
+# the mounts (that guest loads no modules).
 bb=/bin/busybox
 
 case "$1" in
@@ -34,6 +35,13 @@ stage2)
     # This shell stays in the root cgroup, which may hold processes and still enable
     # controllers for its children: that is the runtime's business, not ours.
     $bb mount -t cgroup2 -o nosuid,nodev,noexec,nsdelegate,memory_recursiveprot cgroup2 /sys/fs/cgroup
+    # The kernel modules criu needs (lane.py's CRIU_MODULES: socket diag, tun, veth,
+    # nf_tables), each after those it depends on: nothing here loads them on demand.
+    failed=
+    for m in @MODULES@; do
+        err=$($bb insmod "$m" 2>&1) || failed="$failed ${m##*/} (${err:-insmod failed})"
+    done
+    [ -n "$failed" ] && echo "V2LANE: kernel modules failed to load:$failed"
     # /tmp and /run get a tmpfs unless the payload is there (a CI clone in /tmp/x): the root
     # is the initramfs, in memory too, and a mount would hide it.
     for d in /tmp:1777 /run:755; do

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """The cgroup v2 lane: run the tests marked ``cgroup_v2`` on a pure cgroup v2 host (and
-those marked ``apparmor`` on a host with AppArmor), a qemu guest (software emulation)
-booted on Debian's cloud kernel from an initramfs that holds what the tests use, at the
-same absolute paths as here. With --systemd, the systemd guest instead: systemd is its
-pid 1, with the system bus (dbus-daemon), on pure cgroup v2, and it runs the tests marked
-``systemd``; with --systemd --cgroup-v1 the same guest boots systemd on cgroup v1 (its
-legacy hierarchies) and runs them there.
+those marked ``apparmor`` on a host with AppArmor, those marked ``criu`` on a kernel where
+``criu check`` passes), a qemu guest (software emulation) booted on Debian's cloud kernel
+from an initramfs that holds what the tests use, at the same absolute paths as here. With
+--systemd, the systemd guest instead: systemd is its pid 1, with the system bus
+(dbus-daemon), on pure cgroup v2, and it runs the tests marked ``systemd``; with --systemd
+--cgroup-v1 the same guest boots systemd on cgroup v1 (its legacy hierarchies) and runs
+them there.
 
 Usage: lane.py [--systemd [--cgroup-v1]] [--project DIR] [--python PY] [--build-only] [--timeout S] [--cpus N]
                [-- PYTEST_ARGS...]
@@ -16,9 +17,13 @@ The initramfs is two newc cpio archives, one after the other (the kernel unpacks
 - the base: the Python interpreter and its standard library, the virtualenvs (the one
   running the tests and the one the ``ociruntime`` under test runs), that command
   (tests/devbuild.py: this checkout's build/dev one unless $OCIRUNTIME), /bin/busybox,
-  /sbin/apparmor_parser, systemd's pid 1 and tools, dbus-daemon and the few units and
-  configuration files the systemd guest needs, and every shared library those need
-  (from ldd): one base for both guests. Built once and cached under
+  /sbin/apparmor_parser, criu with what it runs for a network namespace (iproute2's ip,
+  iptables-restore and its xtables extensions) and for tmpfs mounts (GNU tar, gzip, /bin/sh),
+  systemd's pid 1 and tools, dbus-daemon and the few units and configuration files the
+  systemd guest needs, every shared library those need (from ldd), and the booted
+  kernel's module files criu needs (CRIU_MODULES
+  and what they depend on, from its modules.dep; the plain guest's init loads them with
+  insmod, dependencies first): one base for both guests. Built once and cached under
   <project>/build/v2-lane/, keyed by a hash of every file's path, size, mode and mtime
   (and this builder's source).
 - the project: the project tree (no .git, .venv, build or tool caches; its __pycache__,
@@ -27,7 +32,7 @@ The initramfs is two newc cpio archives, one after the other (the kernel unpacks
   it is small.
 
 The guest runs ``<python> -m pytest -q -p no:cacheprovider -rfEsxXp -m MARKER <project>/tests``
-from the project directory (MARKER: ``(cgroup_v2 or apparmor) and not systemd``, in the
+from the project directory (MARKER: ``(cgroup_v2 or apparmor or criu) and not systemd``, in the
 systemd guest ``systemd``; PYTEST_ARGS, when given, instead of ``<project>/tests``) and
 prints ``V2LANE-EXIT=<pytest's exit code>`` last. The same selection, collected here first
 (with conftest's deselection of them off), is what the guest must report as passed, each
@@ -63,6 +68,32 @@ PACKAGES = "qemu-system-x86 linux-image-cloud-amd64"  # scripts/setup.sh install
 BUSYBOX = "/bin/busybox"
 RUNC = "/usr/sbin/runc"  # the reference, for benchmarks in the guest (bench/bench.py; Debian's runc)
 APPARMOR_PARSER = "/sbin/apparmor_parser"  # loads the apparmor tests' profile (Debian's apparmor package)
+# Checkpoint/restore for the tests marked criu (Debian's criu 3.17), and what it runs to dump
+# and restore a process with a network namespace of its own (criu/net.c): iproute2's ip for
+# `ip addr save`, `ip route save`, `ip -6 route save`, `ip rule save` and their restore
+# (busybox's ip has neither); iptables-restore and ip6tables-restore, with which it locks the
+# namespace's network while it works (its default --network-lock, runc's: a CRIU chain
+# dropping all but its own packets, `-m mark`; Debian's are iptables-nft, whose extensions,
+# dlopened from xtables/, parse the rules). The rules themselves it lists with libnftables,
+# which it links (ldd finds it); iptables-save it runs only when a legacy (non-nft) one is
+# there, and goes on without (it logs "execvp ... failed" first). A container's tmpfs
+# mounts (its /dev) it saves and restores with GNU tar (`tar --create --gzip --no-unquote
+# --sparse ...`: busybox's tar knows none of that, and criu says "Can't dump tmpfs
+# content"), which runs gzip through /bin/sh -c (execv: not from PATH; busybox's sh is only
+# on PATH here, so /bin/sh is the host's, dash). Its plugin directory /usr/lib/criu holds
+# no plugin here: without it criu loads none.
+CRIU = "/usr/sbin/criu"
+CRIU_TOOLS = ("/bin/ip", "/usr/sbin/iptables-restore", "/usr/sbin/ip6tables-restore", "/bin/tar", "/bin/gzip",
+              "/bin/sh")
+XTABLES = "/usr/lib/x86_64-linux-gnu/xtables"
+# The guest kernel's modules criu needs, which the plain guest loads (with what they depend
+# on; nothing loads one on demand there): those `criu check` wants (the socket diag families
+# it dumps sockets with, tun and veth devices, nftables) and those dumping a network
+# namespace needs: nf_conntrack_netlink (criu dumps its conntrack table: without it netlink
+# says EINVAL and the dump fails), nft_compat and xt_mark for its network lock's `-m mark`
+# (iptables-nft warns "Extension mark revision 0 not supported, missing kernel module?").
+CRIU_MODULES = ("unix_diag", "inet_diag", "tcp_diag", "udp_diag", "raw_diag", "netlink_diag", "af_packet_diag",
+                "tun", "veth", "nfnetlink", "nf_tables", "nf_conntrack_netlink", "nft_compat", "xt_mark")
 # The systemd guest's pid 1, its tools and the system bus (Debian's systemd and dbus packages).
 SYSTEMD = "/lib/systemd/systemd"
 SYSTEMD_FILES = (SYSTEMD, "/lib/systemd/systemd-shutdown", "/bin/systemctl", "/usr/bin/systemd-run",
@@ -75,7 +106,7 @@ SYSTEMD_FILES = (SYSTEMD, "/lib/systemd/systemd-shutdown", "/bin/systemctl", "/u
 DLOPENED = ("libgcc_s.so.1", "libsystemd.so.0")
 UNIT = "v2lane.service"  # the systemd guest's own unit (tests/vm/v2lane.service), started instead of default.target
 # pytest's -m in each guest: the tests marked systemd need the systemd guest, the others the plain one.
-MARKERS = {False: "(cgroup_v2 or apparmor) and not systemd", True: "systemd"}
+MARKERS = {False: "(cgroup_v2 or apparmor or criu) and not systemd", True: "systemd"}
 # Not copied from the project tree: its history, the installed venv (the base has the
 # one that is used), build output (this lane's cache among it) and tools' caches.
 PROJECT_SKIP = {".git", ".venv", "build", "dist", ".pytest_cache", ".ruff_cache", ".hypothesis",
@@ -248,11 +279,13 @@ def python_paths(python):
     return [p for p in out.splitlines() if p and os.path.isdir(p)]
 
 
-def base_tree(python, runtime):
+def base_tree(python, runtime, modules=()):
     """Everything but the project: interpreter, standard library, venvs, runtime, busybox,
-    runc, systemd and dbus (the systemd guest's), libraries."""
+    runc, criu and ip, systemd and dbus (the systemd guest's), libraries, and the kernel
+    module files ``modules`` (kernel_modules())."""
     for path, what in ((python, "the tests' python"), (runtime, "the ociruntime launcher"), (BUSYBOX, "busybox"),
-                       (RUNC, "runc"), (APPARMOR_PARSER, "apparmor_parser"),
+                       (RUNC, "runc"), (APPARMOR_PARSER, "apparmor_parser"), (CRIU, "criu"),
+                       *((path, "criu's ip, iptables, tar, gzip, sh") for path in (*CRIU_TOOLS, XTABLES)),
                        *((path, "systemd, dbus") for path in (*SYSTEMD_FILES, CGROUPS_AGENT))):
         if not os.path.exists(path):
             raise LaneError(f"{path} ({what}) is missing: run scripts/setup.sh")
@@ -273,10 +306,60 @@ def base_tree(python, runtime):
     tree.add(BUSYBOX)
     tree.add(RUNC)
     tree.add(APPARMOR_PARSER)
+    tree.add(CRIU)
+    for path in CRIU_TOOLS:
+        tree.add(path)
+    tree.add(XTABLES, walk=True)
     for path in (*SYSTEMD_FILES, CGROUPS_AGENT):
         tree.add(path, walk=True)
     tree.add_shared_libraries()
+    for path in modules:
+        tree.add(path)
     return tree
+
+
+def kernel_modules(kernel, names=CRIU_MODULES):
+    """The module files of ``kernel`` (its version from its file name, vmlinuz-<version>)
+    that load ``names``, each after those it depends on (modules.dep); a module built into
+    the kernel has none.
+
+    The guest loads them with busybox's insmod, in this order, rather than with modprobe:
+    the order is known here, so the guest needs no modules.dep (nor the rest of depmod's
+    files busybox's modprobe looks for), and a module that fails is named by its own
+    file, not by the one that pulled it in."""
+    name = os.path.basename(kernel)
+    version = name[len("vmlinuz-"):] if name.startswith("vmlinuz-") else None
+    moddir = f"/lib/modules/{version}"
+    if not version or not os.path.isfile(f"{moddir}/modules.dep"):
+        raise LaneError(f"no modules for the guest's kernel {kernel} (looked for {moddir}/modules.dep from its "
+                        f"name vmlinuz-<version>): apt-get install {PACKAGES} (scripts/setup.sh does)")
+    deps = {}
+    with open(f"{moddir}/modules.dep") as f:
+        for line in f:
+            path, _, rest = line.partition(":")
+            deps[path] = rest.split()
+    with open(f"{moddir}/modules.builtin") as f:
+        builtin = {_module_name(line.strip()) for line in f}
+    by_name = {_module_name(path): path for path in deps}
+    order = []
+
+    def visit(path):
+        if path not in order:
+            for dep in deps.get(path, ()):
+                visit(dep)
+            order.append(path)
+
+    for module in names:
+        if module in by_name:
+            visit(by_name[module])
+        elif module not in builtin:
+            raise LaneError(f"the guest's kernel {version} has no module {module} ({moddir}/modules.dep)")
+    return [f"{moddir}/{path}" for path in order]
+
+
+def _module_name(path):
+    """A module's name from its file's path: kernel/net/ipv4/tcp_diag.ko -> tcp_diag (dashes as underscores)."""
+    return re.sub(r"\.ko(\.\w+)?$", "", os.path.basename(path)).replace("-", "_")
 
 
 def _stdlib_skip(path):
@@ -284,7 +367,7 @@ def _stdlib_skip(path):
     return name in STDLIB_SKIP or name.startswith("config-") and os.path.isdir(path)
 
 
-def project_tree(project, python, pytest_args, under_test, systemd=False, command=None):
+def project_tree(project, python, pytest_args, under_test, systemd=False, command=None, modules=()):
     """The project tree, the guest's init and the few files the guest makes no other way
     (the system bus's user; for the systemd guest, its unit and a machine id)."""
     tree = Tree()
@@ -301,7 +384,7 @@ def project_tree(project, python, pytest_args, under_test, systemd=False, comman
     tree.data("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\nmessagebus:x:100:101::/nonexistent:/bin/false\n"
               "nobody:x:65534:65534:nobody:/:/bin/false\n")
     tree.data("/etc/group", "root:x:0:\ntty:x:5:\nmessagebus:x:101:\nnogroup:x:65534:\n")
-    tree.data("/init", guest_init(project, python, pytest_args, under_test, systemd, command), 0o755)
+    tree.data("/init", guest_init(project, python, pytest_args, under_test, systemd, command, modules), 0o755)
     if systemd:
         # One of its own, each boot: without one, systemd takes the boot for the first and presets every unit.
         tree.data("/etc/machine-id", uuid.uuid4().hex + "\n", 0o444)
@@ -333,9 +416,10 @@ def guest_tests(project, python, pytest_args, systemd=False):
     return {line for line in proc.stdout.splitlines() if "::" in line}
 
 
-def guest_init(project, python, pytest_args, under_test, systemd=False, command=None):
-    """The guest's /init: init.sh filled in; it runs pytest, or ``command`` (a shell
-    command line: a benchmark) in its place."""
+def guest_init(project, python, pytest_args, under_test, systemd=False, command=None, modules=()):
+    """The guest's /init: init.sh filled in; it loads the kernel module files ``modules``
+    (the plain guest, in this order) and runs pytest, or ``command`` (a shell command line:
+    a benchmark) in its place."""
     command = [BUSYBOX, "sh", "-c", command] if command else pytest_command(project, python, pytest_args, systemd)
     # What was packed, named: the guest's conftest neither looks for nor builds another (no compiler there).
     env = (f"export OCIRUNTIME={shlex.quote(under_test.runtime)} "
@@ -345,7 +429,8 @@ def guest_init(project, python, pytest_args, under_test, systemd=False, command=
     with open(os.path.join(HERE, "init.sh")) as f:
         script = f.read()
     for key, value in (("@PATH@", path), ("@ENV@", env), ("@PROJECT@", shlex.quote(project)),
-                       ("@COMMAND@", shlex.join(command)), ("@SYSTEMD@", SYSTEMD if systemd else "")):
+                       ("@COMMAND@", shlex.join(command)), ("@SYSTEMD@", SYSTEMD if systemd else ""),
+                       ("@MODULES@", shlex.join(modules))):
         script = script.replace(key, value)
     return script
 
@@ -365,7 +450,8 @@ def build(project, python=None, pytest_args=(), cache_dir=None, log=None, system
     times = {}
     t0 = time.monotonic()
     under_test = devbuild.under_test()  # the command the tests here run, rebuilt if native/ changed
-    base = base_tree(python, under_test.runtime)
+    modules = kernel_modules(find_kernel())
+    base = base_tree(python, under_test.runtime, modules)
     with open(__file__, "rb") as f:
         key = hashlib.sha256(f.read() + base.fingerprint().encode()).hexdigest()[:16]
     times["scan"] = time.monotonic() - t0
@@ -390,8 +476,8 @@ def build(project, python=None, pytest_args=(), cache_dir=None, log=None, system
     with open(initrd + ".tmp", "wb") as out:
         with open(base_path, "rb") as f:
             shutil.copyfileobj(f, out, 1 << 20)
-        project_tree(project, python, pytest_args, under_test, systemd, command).write_cpio(out,
-                                                                                  first_ino=len(base.entries) + 1)
+        project_tree(project, python, pytest_args, under_test, systemd, command, modules).write_cpio(
+            out, first_ino=len(base.entries) + 1)
     os.rename(initrd + ".tmp", initrd)
     times["project"] = time.monotonic() - t0
     log(f"v2-lane: initramfs {initrd} ({os.path.getsize(initrd) >> 20} MiB) in {sum(times.values()):.2f}s: "

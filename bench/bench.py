@@ -145,17 +145,21 @@ def spawn(argv, stdout=DEVNULL, stderr=DEVNULL, check=True):
     return wall, ru.ru_utime + ru.ru_stime
 
 
-def spawn_with_fds(argv, fds, stderr):
-    """Like spawn, with stdin and stdout dup'd from ``fds`` (pipes: g's containers); wall seconds."""
-    actions = [(os.POSIX_SPAWN_DUP2, fds[0], 0), (os.POSIX_SPAWN_DUP2, fds[1], 1),
-               (os.POSIX_SPAWN_OPEN, 2, stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)]
+def spawn_with_fds(argv, fds):
+    """Like spawn, with stdin from fds[0] and stdout and stderr to fds[1] (pipes: g's
+    containers, which inherit them; fds[2] is that pipe's read end, for an error's text).
+    Returns wall seconds."""
+    actions = [(os.POSIX_SPAWN_DUP2, fds[0], 0), (os.POSIX_SPAWN_DUP2, fds[1], 1), (os.POSIX_SPAWN_DUP2, fds[1], 2)]
     t0 = time.perf_counter()
     pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
     _, status, _ = os.wait4(pid, 0)
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
-        with open(stderr, errors="replace") as f:
-            detail = f.read().strip()[-2000:]
+        os.set_blocking(fds[2], False)
+        try:
+            detail = os.read(fds[2], 65536).decode(errors="replace").strip()[-2000:]
+        except BlockingIOError:
+            detail = ""
         raise BenchError(f"{' '.join(argv)}: exit {os.waitstatus_to_exitcode(status)}: {detail}")
     return wall
 
@@ -498,15 +502,16 @@ class Bench:
         try:
             cid = self.new_id(rt, "ck")
             rt.live.add(cid)
-            spawn_with_fds(rt.argv("create", "--bundle", self.sleep_bundle, cid), (stdin_r, out_w), rt.errfile)
+            fds = (stdin_r, out_w, out_r)
+            spawn_with_fds(rt.argv("create", "--bundle", self.sleep_bundle, cid), fds)
             rt.call("start", cid)
             images = os.path.join(self.tmp, f"images-{cid}")
-            dump = spawn_with_fds(rt.argv("checkpoint", "--image-path", images, cid), (stdin_r, out_w), rt.errfile)
+            dump = spawn_with_fds(rt.argv("checkpoint", "--image-path", images, cid), fds)
             rt.live.discard(cid)
             cid = self.new_id(rt, "rst")
             rt.live.add(cid)
             restore = spawn_with_fds(rt.argv("restore", "--detach", "--bundle", self.sleep_bundle, "--image-path",
-                                             images, cid), (stdin_r, out_w), rt.errfile)
+                                             images, cid), fds)
             rt.delete(cid, force=True)
             shutil.rmtree(images, ignore_errors=True)
         finally:

@@ -169,18 +169,7 @@ class Piped:
 
     def numbers(self, count, timeout=30):
         """The next ``count`` numbers the counter writes."""
-        got, buf = [], b""
-        deadline = time.monotonic() + timeout
-        while len(got) < count:
-            if not select.select([self.out], [], [], max(0, deadline - time.monotonic()))[0]:
-                raise AssertionError(f"{self.cid}: no output for {timeout}s (got {got}, {buf!r})")
-            chunk = self.out.read(4096)
-            if not chunk:
-                raise AssertionError(f"{self.cid}: output ended (got {got}, {buf!r})")
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            got += [int(n) for n in lines if n.strip().isdigit()]
-        return got
+        return read_numbers(self.out.fileno(), count, timeout)
 
     def drain(self):
         """The numbers already written and not read yet."""
@@ -194,6 +183,31 @@ class Piped:
             return b""
         finally:
             os.set_blocking(self.out.fileno(), True)
+
+
+def read_numbers(fd, count, timeout=30):
+    """The next ``count`` numbers written on lines to ``fd`` (a pipe, a pty master)."""
+    got, buf = [], b""
+    deadline = time.monotonic() + timeout
+    while len(got) < count:
+        if not select.select([fd], [], [], max(0, deadline - time.monotonic()))[0]:
+            raise AssertionError(f"no output for {timeout}s (got {got}, {buf!r})")
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            raise AssertionError(f"output ended (got {got}, {buf!r})")
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        got += [int(n) for n in lines if n.strip().isdigit()]
+    return got
+
+
+@pytest.fixture
+def counter(runtime, make_bundle):
+    """A started container counting on its stdout pipe, its first numbers read."""
+    c = Piped(runtime, make_bundle("sh", "-c", COUNTER))
+    c.create_and_start()
+    assert c.numbers(2) == [1, 2]
+    return c
 
 
 def _criu_check():
@@ -271,12 +285,9 @@ def _cgroups_named(cid):
 
 @pytest.mark.root
 @pytest.mark.criu
-def test_a_counter_checkpointed_and_restored_continues_from_its_count(runtime, make_bundle, tmp_path):
-    bundle = make_bundle("sh", "-c", COUNTER)
-    c = Piped(runtime, bundle)
-    c.create_and_start()
-    before = c.numbers(5)
-    assert before[0] == 1
+def test_a_counter_checkpointed_and_restored_continues_from_its_count(runtime, tmp_path, counter):
+    c = counter
+    before = c.numbers(3)
     images = tmp_path / "images"
     runtime("checkpoint", "--image-path", images, c.cid)
     # gone, as runc leaves it: no record, no cgroup, no process
@@ -310,10 +321,8 @@ def test_a_counter_checkpointed_and_restored_continues_from_its_count(runtime, m
 
 @pytest.mark.root
 @pytest.mark.criu
-def test_leave_running_then_restore_beside_it(runtime, make_bundle, tmp_path):
-    bundle = make_bundle("sh", "-c", COUNTER)
-    c = Piped(runtime, bundle)
-    c.create_and_start()
+def test_leave_running_then_restore_beside_it(runtime, make_bundle, tmp_path, counter):
+    c = counter
     before = max(c.numbers(3) + c.drain())  # counted before the dump
     images = tmp_path / "images"
     runtime("checkpoint", "--leave-running", "--image-path", images, c.cid)
@@ -329,10 +338,8 @@ def test_leave_running_then_restore_beside_it(runtime, make_bundle, tmp_path):
 
 @pytest.mark.root
 @pytest.mark.criu
-def test_pre_dump_then_dump_then_restore(runtime, make_bundle, tmp_path):
-    bundle = make_bundle("sh", "-c", COUNTER)
-    c = Piped(runtime, bundle)
-    c.create_and_start()
+def test_pre_dump_then_dump_then_restore(runtime, tmp_path, counter):
+    c = counter
     c.numbers(3)
     runtime("checkpoint", "--pre-dump", "--image-path", tmp_path / "parent", c.cid)
     assert runtime.state(c.cid)["status"] == "running"
@@ -361,13 +368,13 @@ def test_a_container_with_a_tty(runtime, make_bundle, tmp_path):
     master = _with_console(lambda path: runtime("create", "--bundle", bundle.path, "--console-socket", path, cid),
                            tmp_path, "console.sock")
     runtime("start", cid)
-    counted = _pty_numbers(master, 3)
+    counted = read_numbers(master, 3)
     images = tmp_path / "images"
     runtime("checkpoint", "--image-path", images, cid)
     os.close(master)
     master = _with_console(lambda path: runtime("restore", "--detach", "--bundle", bundle.path, "--console-socket",
                                                 path, "--image-path", images, cid), tmp_path, "console2.sock")
-    after = _pty_numbers(master, 3)
+    after = read_numbers(master, 3)
     assert after[0] > counted[-1], (counted, after)
     os.write(master, b"\x03")  # the pty's line discipline came back too: ^C ends the shell
     deadline = time.monotonic() + 10
@@ -390,24 +397,10 @@ def _with_console(command, tmp_path, name):
             return recv_fd(conn)[0]
 
 
-def _pty_numbers(master, count, timeout=30):
-    got, buf = [], b""
-    deadline = time.monotonic() + timeout
-    while len(got) < count:
-        if not select.select([master], [], [], max(0, deadline - time.monotonic()))[0]:
-            raise AssertionError(f"no output on the pty for {timeout}s ({buf!r})")
-        buf += os.read(master, 4096)
-        *lines, buf = buf.split(b"\n")
-        got += [int(n) for n in lines if n.strip().isdigit()]
-    return got
-
-
 @pytest.mark.root
 @pytest.mark.criu
-def test_a_failed_restore_leaves_nothing_behind(runtime, make_bundle, tmp_path):
-    bundle = make_bundle("sh", "-c", COUNTER)
-    c = Piped(runtime, bundle)
-    c.create_and_start()
+def test_a_failed_restore_leaves_nothing_behind(runtime, tmp_path, counter):
+    c = counter
     c.numbers(2)
     images = tmp_path / "images"
     runtime("checkpoint", "--image-path", images, c.cid)
@@ -416,7 +409,7 @@ def test_a_failed_restore_leaves_nothing_behind(runtime, make_bundle, tmp_path):
     for core in broken.glob("core-*.img"):
         core.write_bytes(b"\0" * 16)  # what CRIU reads the processes from, damaged
     cid = runtime.new_id("ck")
-    proc = runtime("restore", "--detach", "--bundle", bundle.path, "--image-path", broken, cid, check=False)
+    proc = runtime("restore", "--detach", "--bundle", c.bundle.path, "--image-path", broken, cid, check=False)
     lines = proc.stderr.splitlines()
     assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith("ociruntime: restore: criu restore: "), \
         proc.stderr

@@ -454,3 +454,25 @@ def test_state_json_keeps_the_checkpoint_facts(runtime, make_bundle):
     assert "/proc/kcore" in facts["masked"]
     assert facts["joined"] == {}
     runtime("delete", "--force", cid)
+
+
+@pytest.mark.root
+@pytest.mark.criu
+def test_restore_runs_the_create_runtime_hooks_with_the_restored_pid(runtime, make_bundle, tmp_path):
+    """As runc does at CRIU's "setup-namespaces": prestart and createRuntime see the
+    restored init's pid (its namespaces exist, its program doesn't run yet)."""
+    seen = tmp_path / "hook-state.json"
+    bundle = make_bundle("sh", "-c", COUNTER)
+    bundle.config["hooks"] = {"createRuntime": [{"path": "/bin/busybox",
+                                                 "args": ["busybox", "sh", "-c", f"cat > {seen}"]}]}
+    bundle.write()
+    c = Piped(runtime, bundle)
+    c.create_and_start()
+    c.numbers(2)
+    runtime("checkpoint", "--image-path", tmp_path / "images", c.cid)
+    seen.unlink()
+    c.restore("--image-path", tmp_path / "images")
+    c.numbers(1)
+    hook_state = json.loads(seen.read_text())
+    assert hook_state["id"] == c.cid and hook_state["pid"] == runtime.state(c.cid)["pid"]
+    runtime("delete", "--force", c.cid)

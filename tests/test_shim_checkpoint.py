@@ -6,6 +6,7 @@ A container CRIU is to save must have pipes as its stdio (or a pty), not the hos
 /dev/null: so every task here has a stdin FIFO (``stdin=True``) and a log for its output,
 which the shim hands the container as pipes."""
 
+import glob
 import os
 import signal
 import time
@@ -141,3 +142,70 @@ def test_a_failed_restore_leaves_the_task_created_to_delete(engine, make_bundle,
     assert shim.state().status == 1
     shim.delete()
     assert not leftovers(runtime, tmp_path)
+
+
+# --- through containerd: ctr's checkpoint and restore, with our shim ----------------------
+
+
+@pytest.fixture
+def native_containerd(request, monkeypatch):
+    """The session's containerd (conftest), its image unpacked for the native snapshotter
+    where the kernel has no overlay file system (the lane's guest loads no overlay module)."""
+    with open("/proc/filesystems") as f:
+        if "overlay" not in f.read().split():
+            monkeypatch.setenv("CONTAINERD_SNAPSHOTTER", "native")
+    return request.getfixturevalue("containerd")
+
+
+@pytest.mark.criu
+def test_ctr_checkpoint_then_restore_live(native_containerd):
+    """`ctr containers checkpoint --task --rw` (ctr pauses the task, our shim's Checkpoint
+    saves it and leaves it running, ctr resumes it), the task and container removed, then
+    `ctr containers restore --live --rw`: containerd's Create with the checkpoint, our
+    shim's restore at Start, and the counter counts on from where it was, with the random
+    tag it drew when it started (a new start would draw another)."""
+    from containerd import IMAGE
+
+    ctrd = native_containerd
+    cid = ctrd.new_id("ck")
+    ref = f"localhost/checkpoint/{cid}:1"
+    count = ["task", "exec", "--fifo-dir", ctrd.fifo_dir, "--exec-id"]
+
+    def value(n):
+        """(tag, count); ("", 0) before the first write, or caught between truncation and write."""
+        words = ctrd.ctr(*count, f"cat{n}", cid, "cat", "/count", check=False).stdout.split()
+        return (words[0], int(words[1])) if len(words) == 2 else ("", 0)
+
+    def wait_for(predicate, timeout=60):
+        deadline = time.monotonic() + timeout
+        while not (got := predicate()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return got
+
+    ctrd.ctr("run", "--runtime", "io.containerd.ociruntime.v2", "--fifo-dir", ctrd.fifo_dir, "--detach", IMAGE, cid,
+             "sh", "-c", "t=$RANDOM$RANDOM; i=0; while :; do i=$((i+1)); echo $t $i >/count; sleep 0.1; done")
+    try:
+        assert wait_for(lambda: value(1)[1] >= 10)
+        tag, dumped = value(2)
+        ctrd.ctr("containers", "checkpoint", "--task", "--rw", cid, ref, timeout=300)
+        assert ctrd.tasks()[cid][1] == "RUNNING"  # saved, left running, resumed
+        ctrd.ctr("task", "kill", "--signal", "KILL", cid)
+        assert wait_for(lambda: ctrd.tasks()[cid][1] == "STOPPED")
+        ctrd.ctr("task", "delete", cid)
+        ctrd.ctr("containers", "delete", cid)
+        ctrd.ctr("containers", "restore", "--live", "--rw", cid, ref, timeout=300)
+        pid, status = ctrd.tasks()[cid]
+        assert status == "RUNNING" and pid > 0
+        again, first = value(3)
+        assert again == tag and first >= dumped, (tag, dumped, again, first)  # from the count at the dump
+        later = wait_for(lambda: (v := value(4))[1] > first and v)  # and on
+        assert later and later[0] == tag, (tag, first, later)
+        ctrd.ctr("task", "kill", "--signal", "KILL", cid)
+        assert wait_for(lambda: ctrd.tasks()[cid][1] == "STOPPED")
+        ctrd.ctr("task", "delete", cid)
+        ctrd.ctr("containers", "delete", cid)
+    finally:
+        ctrd.ctr("images", "remove", ref, check=False)
+        for fifo in glob.glob(f"/run/containerd/fifo/*/{cid}-*"):  # ctr restore's own, ctr's default dir
+            os.unlink(fifo)
+    assert not ctrd.leftovers(cid)

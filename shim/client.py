@@ -59,12 +59,15 @@ class Shim:
         return self.client.call(SERVICE, method, request, message(response_name), timeout=timeout,
                                 metadata={NAMESPACE_KEY: self.namespace})
 
-    def create(self, log=None, stdin=False, terminal=False, root=None, io_owner=None, systemd_cgroup=False):
+    def create(self, log=None, stdin=False, terminal=False, root=None, io_owner=None, systemd_cgroup=False,
+               checkpoint=""):
         """Create the container; its stdout and stderr are appended to ``log`` (if given). With
         ``stdin`` a FIFO in the bundle is its stdin: ``write_stdin``. ``root``: the runtime's
         state directory (the shim's default: /run/containerd/ociruntime/<namespace>).
         ``io_owner``: (uid, gid) owning the container's ends of its stdio pipes.
-        ``systemd_cgroup``: containerd's SystemdCgroup, the systemd cgroup driver. The init's pid."""
+        ``systemd_cgroup``: containerd's SystemdCgroup, the systemd cgroup driver. The init's pid.
+        ``checkpoint``: the images of a checkpoint (``checkpoint``'s ``path``) to restore the
+        container from, at ``start`` (the pid is then 0 until ``start`` returns it)."""
         stdin_path = ""
         if stdin:
             stdin_path = f"{self.bundle}/stdin"
@@ -78,7 +81,16 @@ class Shim:
                                                                      systemd_cgroup=systemd_cgroup))
         return self._call("Create", "CreateTaskRequest", "containerd.task.v2.CreateTaskResponse",
                           bundle=self.bundle, stdin=stdin_path, stdout=out, stderr=out, terminal=terminal,
-                          options=options).pid
+                          options=options, checkpoint=checkpoint).pid
+
+    def checkpoint(self, path, exit=False, **options):
+        """Save the running container to CRIU images in ``path``; with ``exit`` it is gone
+        afterwards (its exit status is then ``wait``'s), else it runs on. ``options``: the
+        other fields of containerd.runc.v1.CheckpointOptions (``open_tcp``,
+        ``external_unix_sockets``, ``terminal``, ``file_locks``, ``empty_namespaces``,
+        ``cgroups_mode``, ``work_path``)."""
+        opts = message("containerd.runc.v1.CheckpointOptions")(exit=exit, **options)
+        self._call("Checkpoint", "CheckpointTaskRequest", path=path, options=pack_any(opts), timeout=120)
 
     def start(self):
         return self._call("Start", "StartRequest", "containerd.task.v2.StartResponse").pid

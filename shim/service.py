@@ -14,6 +14,7 @@ process's kill, FailedPrecondition for a wrong state, the runtime's own line oth
 """
 
 import posix
+import shutil
 import time
 
 from ociruntime import api
@@ -63,6 +64,8 @@ class Process:
         if self.exit_status is not None:
             return "stopped"
         if not self.exec_id:
+            if self.task.restore_from is not None:
+                return "created"  # nothing to ask the runtime: the container exists from Start on
             try:
                 return api.state(self.task.id, root=self.task.root)["status"]
             except OCIError:
@@ -86,6 +89,9 @@ class Task:
         self.root, self.rootfs_mounts, self.options = root, rootfs_mounts, options
         self.stdio = (request.stdin, request.stdout, request.stderr, request.terminal)
         self.init = None
+        # Created from a checkpoint: its images, restored at Start (containerd-shim-runc-v2's
+        # createdCheckpoint state); None once restored, or for a task created afresh.
+        self.restore_from = request.checkpoint or None
         self.execs = {}
         self.oom_file = None  # its memory cgroup's counter of OOM kills, once started
         self.oom_kills = 0
@@ -132,27 +138,33 @@ class TaskService:
             raise Error.of(Code.NOT_FOUND, "container not created") from None
 
     def create(self, r, ctx):
+        """A task, created: its init waits for Start. With ``r.checkpoint`` (the images of a
+        checkpoint) nothing runs yet: the stdio is made now and the restore happens at
+        Start, as containerd-shim-runc-v2 does it; the pid is 0 until then."""
         if r.id in self.tasks:
             raise Error.of(Code.ALREADY_EXISTS, f"task {r.id}")
-        if r.checkpoint or r.parent_checkpoint:
-            raise Error.of(Code.UNIMPLEMENTED, "checkpoint/restore is not supported by ociruntime yet")
+        if r.parent_checkpoint:
+            raise Error.of(Code.UNIMPLEMENTED, "parent_checkpoint: restore from the checkpoint alone (CRIU follows "
+                                               "the parent link its images hold)")
         rendezvous.consume(self.address, r.id)
         options = _runc_options(r.options)
         root = options.get("root") or f"/run/containerd/ociruntime/{self.namespace}"
         rootfs = mounts.mount_rootfs(r.bundle, r.rootfs)
         task = Task(r, root, rootfs, options)
         io = None
+        pid = 0
         try:
             mounts.write_cleanup_record(r.bundle, root, bool(rootfs))
             io = ProcessIO(self.loop, r.stdin, r.stdout, r.stderr, r.terminal, options.get("io_owner"))
-            pid = api.create(r.id, r.bundle, root=root, console=io.console_peer(),
-                             stdio=None if r.terminal else io.stdio, pid_file=f"{r.bundle}/init.pid",
-                             no_pivot=options.get("no_pivot_root", False),
-                             no_new_keyring=options.get("no_new_keyring", False),
-                             systemd_cgroup=options.get("systemd_cgroup", False))
             task.init = Process(task, "", io)
-            io.started()  # pumps first: an exit already reaped is handled in _started
-            self._started(task.init, pid)
+            if task.restore_from is None:
+                pid = api.create(r.id, r.bundle, root=root, console=io.console_peer(),
+                                 stdio=None if r.terminal else io.stdio, pid_file=f"{r.bundle}/init.pid",
+                                 no_pivot=options.get("no_pivot_root", False),
+                                 no_new_keyring=options.get("no_new_keyring", False),
+                                 systemd_cgroup=options.get("systemd_cgroup", False))
+                io.started()  # pumps first: an exit already reaped is handled in _started
+                self._started(task.init, pid)
         except BaseException:
             if io is not None:
                 io.close()
@@ -170,7 +182,10 @@ class TaskService:
         task = self._task(r.id)
         process = task.process(r.exec_id)
         if not r.exec_id:
-            api.start(r.id, root=task.root)
+            if task.restore_from is not None:
+                self._restore(task)
+            else:
+                api.start(r.id, root=task.root)
             self._watch_oom(task)
             self._publish("/tasks/start", "containerd.events.TaskStart", container_id=r.id, pid=process.pid)
             return message("containerd.task.v2.StartResponse")(pid=process.pid)
@@ -188,6 +203,21 @@ class TaskService:
         self._publish("/tasks/exec-started", "containerd.events.TaskExecStarted", container_id=r.id,
                       exec_id=r.exec_id, pid=pid)
         return message("containerd.task.v2.StartResponse")(pid=pid)
+
+    def _restore(self, task):
+        """Start of a task created from a checkpoint: the container restored from its images
+        with the task's stdio (the restored process's stdio pipes become ours, through
+        CRIU's inherit_fd) or its console. The restored init is our child, reaped as any.
+        A failed restore leaves the task created, as containerd-shim-runc-v2's does."""
+        io, options = task.init.io, task.options
+        pid = api.restore(task.id, task.bundle, task.restore_from, root=task.root, console=io.console_peer(),
+                          stdio=None if io.terminal else io.stdio, pid_file=f"{task.bundle}/init.pid",
+                          criu=options.get("criu") or "criu", work_path=options.get("criu_work_path") or None,
+                          no_pivot=options.get("no_pivot_root", False),
+                          systemd_cgroup=options.get("systemd_cgroup", False))
+        task.restore_from = None
+        io.started()
+        self._started(task.init, pid)
 
     def _started(self, process, pid):
         process.pid = pid
@@ -303,8 +333,41 @@ class TaskService:
         return message("google.protobuf.Empty")()
 
     def checkpoint(self, r, ctx):
-        self._task(r.id)
-        raise Error.of(Code.UNIMPLEMENTED, "checkpoint is not supported by ociruntime yet")
+        """The container to CRIU images in ``r.path`` (containerd's; else the options'
+        image_path), with containerd.runc.v1.CheckpointOptions mapped as
+        containerd-shim-runc-v2 maps them onto runc's flags. With ``exit`` the container
+        goes (CRIU kills its processes): its init's exit is reaped and reported as any."""
+        task = self._task(r.id)
+        if task.restore_from is not None:
+            raise Error.of(Code.FAILED_PRECONDITION, "cannot checkpoint a task in created state")
+        opts = message("containerd.runc.v1.CheckpointOptions")()
+        if r.options.type_url:
+            opts = unpack_any(r.options)
+        image = r.path or opts.image_path
+        if not image:
+            raise Error.of(Code.INVALID_ARGUMENT, "checkpoint: no image path")
+        # runc's shim: a work directory of its own unless one is asked for, gone afterwards;
+        # on a failure, CRIU's log is kept beside the bundle as criu-dump.log.
+        work = opts.work_path or f"{task.bundle}/criu-work"
+        try:
+            api.checkpoint(r.id, image, root=task.root, criu=task.options.get("criu") or "criu", work_path=work,
+                           leave_running=not opts.exit, tcp_established=opts.open_tcp,
+                           ext_unix_sk=opts.external_unix_sockets, shell_job=opts.terminal,
+                           file_locks=opts.file_locks, empty_ns=tuple(opts.empty_namespaces),
+                           manage_cgroups_mode=opts.cgroups_mode or None)
+        except OCIError as e:
+            if opts.work_path:
+                raise
+            kept = f"{task.bundle}/criu-dump.log"
+            try:
+                shutil.copyfile(f"{work}/dump.log", kept)
+            except OSError:
+                raise e from None
+            raise OCIError(str(e).replace(f"{work}/dump.log", kept)) from None
+        finally:
+            if not opts.work_path:
+                shutil.rmtree(work, ignore_errors=True)
+        return message("google.protobuf.Empty")()
 
     def resizepty(self, r, ctx):
         process = self._task(r.id).process(r.exec_id)
@@ -409,16 +472,18 @@ class TaskService:
 
 def _runc_options(any_):
     """CreateTaskRequest.options: containerd.runc.v1.Options (``ctr --runc-root``...), the
-    fields this shim honours; a setting it can't honour is refused, not dropped. Two are
+    fields this shim honours; a setting it can't honour is refused, not dropped. Three are
     not Create's: ``shim_cgroup`` is start's (shim/main.py), ``binary_name`` names the runtime
-    the runc shim runs, and this shim is that runtime."""
+    the runc shim runs, and this shim is that runtime, and ``criu_image_path`` is containerd's
+    (where it unpacks a checkpoint to restore: the request's ``checkpoint``). ``criu_path``
+    is CRIU's binary for Checkpoint and restore, ``criu_work_path`` restore's work directory
+    (runc's shim: --criu, and restore's --work-path)."""
     if not any_.type_url:
         return {}
     opts = unpack_any(any_)
-    if opts.criu_path or opts.criu_image_path or opts.criu_work_path:
-        raise Error.of(Code.UNIMPLEMENTED, "options.criu_*: checkpoint/restore is not supported yet")
     return {"root": opts.root, "no_pivot_root": opts.no_pivot_root, "no_new_keyring": opts.no_new_keyring,
-            "io_owner": (opts.io_uid, opts.io_gid), "systemd_cgroup": opts.systemd_cgroup}
+            "io_owner": (opts.io_uid, opts.io_gid), "systemd_cgroup": opts.systemd_cgroup,
+            "criu": opts.criu_path, "criu_work_path": opts.criu_work_path}
 
 
 def _runtime_errors(handler):

@@ -95,6 +95,11 @@ XTABLES = "/usr/lib/x86_64-linux-gnu/xtables"
 CRIU_MODULES = ("unix_diag", "inet_diag", "tcp_diag", "udp_diag", "raw_diag", "netlink_diag", "af_packet_diag",
                 "tun", "veth", "nfnetlink", "nf_tables", "nf_conntrack_netlink", "nft_compat", "xt_mark")
 # The systemd guest's pid 1, its tools and the system bus (Debian's systemd and dbus packages).
+# containerd 1.6 and ctr (Debian's, as tests/containerd.py runs them here), for the criu tests
+# that checkpoint and restore through containerd with our shim (tests/test_shim_checkpoint.py).
+# Static Go binaries but for libc; the guest has no overlay module loaded: those tests use
+# the native snapshotter.
+CONTAINERD_FILES = ("/usr/bin/containerd", "/usr/bin/ctr")
 SYSTEMD = "/lib/systemd/systemd"
 SYSTEMD_FILES = (SYSTEMD, "/lib/systemd/systemd-shutdown", "/bin/systemctl", "/usr/bin/systemd-run",
                  "/usr/bin/busctl", "/usr/bin/dbus-daemon", "/usr/share/dbus-1/system.conf",
@@ -286,7 +291,8 @@ def base_tree(python, runtime, modules=()):
     for path, what in ((python, "the tests' python"), (runtime, "the ociruntime launcher"), (BUSYBOX, "busybox"),
                        (RUNC, "runc"), (APPARMOR_PARSER, "apparmor_parser"), (CRIU, "criu"),
                        *((path, "criu's ip, iptables, tar, gzip, sh") for path in (*CRIU_TOOLS, XTABLES)),
-                       *((path, "systemd, dbus") for path in (*SYSTEMD_FILES, CGROUPS_AGENT))):
+                       *((path, "systemd, dbus") for path in (*SYSTEMD_FILES, CGROUPS_AGENT)),
+                       *((path, "containerd") for path in CONTAINERD_FILES)):
         if not os.path.exists(path):
             raise LaneError(f"{path} ({what}) is missing: run scripts/setup.sh")
     tree = Tree()
@@ -312,6 +318,8 @@ def base_tree(python, runtime, modules=()):
     tree.add(XTABLES, walk=True)
     for path in (*SYSTEMD_FILES, CGROUPS_AGENT):
         tree.add(path, walk=True)
+    for path in CONTAINERD_FILES:
+        tree.add(path)
     tree.add_shared_libraries()
     for path in modules:
         tree.add(path)

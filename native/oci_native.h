@@ -271,6 +271,11 @@ int oci_seccomp_flags_supported(unsigned int flags);
  * processes orphan, as runc's does. Returns 0 or -errno. */
 int oci_set_child_subreaper(void);
 
+/* Make the mount point path inside the directory root (restore's, as create's init makes
+ * them): resolved in the root, never through a link out of it; missing components become
+ * directories, the last one an empty file when file is 1. Returns 0 or -errno. */
+int oci_make_mountpoint(const char *root, const char *path, int file);
+
 /* Lazily detach the mount at path (umount2 MNT_DETACH). Returns 0 or -errno. */
 int oci_detach_mount(const char *path);
 

@@ -147,6 +147,20 @@ int oci_set_child_subreaper(void)
     return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0 ? -errno : 0;
 }
 
+int oci_make_mountpoint(const char *root, const char *path, int file)
+{
+    int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC), fd, err;
+
+    if (rootfd < 0)
+        return -errno;
+    fd = oci_open_in_root(rootfd, path, file ? 2 : 1, 0);
+    err = fd < 0 ? -errno : 0;
+    if (fd >= 0)
+        close(fd);
+    close(rootfd);
+    return err;
+}
+
 int oci_detach_mount(const char *path)
 {
     return umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 ? -errno : 0;

@@ -413,6 +413,14 @@ def detach_mount(path):
         raise OCIError(f"unmount {path}: {posix.strerror(-rc)}")
 
 
+def make_mountpoint(root, path, file=False):
+    """The mount point ``path`` inside the directory ``root``, made where missing (never
+    through a link out of it): directories, the last one an empty file with ``file``."""
+    rc = lib.oci_make_mountpoint(root.encode(), path.encode(), 1 if file else 0)
+    if rc < 0:
+        raise OCIError(f"{path}: making the mount point in {root}: {posix.strerror(-rc)}")
+
+
 def set_child_subreaper():
     """PR_SET_CHILD_SUBREAPER: what the container's processes orphan comes to us to reap."""
     err = lib.oci_set_child_subreaper()

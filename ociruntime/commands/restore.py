@@ -61,6 +61,7 @@ def restore(root, container_id, bundle=".", image_path=None, work_path=None, tcp
         cgroups.make(cgroup_paths, created_cgroups, plan["device_rules"], plan["cgroup_writes"])
         data["cgroups_created"] = created_cgroups
         container.save()
+        _make_mountpoints(plan)
         criu_root = f"{container.dir}/criu-root"
         posix.mkdir(criu_root, 0o755)
         from ..native import detach_mount, mount
@@ -87,6 +88,24 @@ def restore(root, container_id, bundle=".", image_path=None, work_path=None, tcp
     finally:
         container.close()
     return data
+
+
+def _make_mountpoints(plan):
+    """The mount points of the config's mounts, made in the rootfs where missing, as the
+    init makes them at create (runc's prepareCriuRestoreMounts): CRIU mounts on them and
+    fails on a missing one (a bundle whose rootfs never ran: podman's restore --import).
+    Not those inside another filesystem the container mounts (a tmpfs, /proc, /sys):
+    CRIU brings that back with what is in it."""
+    from ..native import make_mountpoint
+
+    mounts = [s for s in plan["steps"] if s["op"] == "mount" and not s["flags"] & mountopts.MS_REMOUNT]
+    covering = [s["dst"] for s in mounts if not s["flags"] & mountopts.MS_BIND]
+    for s in mounts:
+        if not any(s["dst"].startswith(d.rstrip("/") + "/") for d in covering):
+            try:
+                make_mountpoint(plan["rootfs"], s["dst"], file=bool(s["mode"] & 0o100000))
+            except OCIError as e:
+                raise OCIError(f"{s['label']}: {e}") from None
 
 
 def _read_descriptors(images):

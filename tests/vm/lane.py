@@ -19,6 +19,8 @@ The initramfs is two newc cpio archives, one after the other (the kernel unpacks
   (tests/devbuild.py: this checkout's build/dev one unless $OCIRUNTIME), /bin/busybox,
   /sbin/apparmor_parser, criu with what it runs for a network namespace (iproute2's ip,
   iptables-restore and its xtables extensions) and for tmpfs mounts (GNU tar, gzip, /bin/sh),
+  podman and conmon with the few files they need (tests/test_podman_checkpoint.py; PODMAN_FILES,
+  the overlay module: PODMAN_MODULES),
   systemd's pid 1 and tools, dbus-daemon and the few units and configuration files the
   systemd guest needs, every shared library those need (from ldd), and the booted
   kernel's module files criu needs (CRIU_MODULES

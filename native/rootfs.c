@@ -426,6 +426,30 @@ static void do_pivot(const char *rootfs, unsigned long how)
     close(newroot);
 }
 
+/* runc's reOpenDevNull: stdio that is the null device (conmon gives a detached
+ * container the host's /dev/null as stdin) is reopened from the container's own
+ * /dev/null once inside the new root. Else it stays a file on a mount outside the
+ * container's mount namespace, which CRIU cannot dump ("Can't lookup mount=N for fd=0
+ * path=/dev/null": podman container checkpoint). The container's /dev/null must be the
+ * null device itself; a container without one keeps what it has. */
+static void reopen_dev_null(void)
+{
+    struct stat null_st, st;
+    int fd, nullfd = open("/dev/null", O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+    if (nullfd < 0)
+        return;
+    if (fstat(nullfd, &null_st) < 0 || !S_ISCHR(null_st.st_mode) || null_st.st_rdev != makedev(1, 3) ||
+        fcntl(nullfd, F_SETFL, 0) < 0) {
+        close(nullfd);
+        return;
+    }
+    for (fd = 0; fd < 3; fd++)
+        if (fstat(fd, &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == null_st.st_rdev && dup3(nullfd, fd, 0) < 0)
+            oci_fail(1, "stdio: reopen /dev/null as fd %d in the container", fd);
+    close(nullfd);
+}
+
 /* The spec's /dev/console: the pty's slave (our stdin by now) bound onto it, the
  * file made if the rootfs has none, as runc does. */
 static void mount_console(int rootfd, const struct oci_step *s)
@@ -571,6 +595,7 @@ void oci_run_steps(const struct oci_plan *plan, void (*hooks_point)(const struct
         case OCI_STEP_PIVOT:
             close(rootfd);
             do_pivot(plan->rootfs, s->flags);
+            reopen_dev_null();
             rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
             if (rootfd < 0)
                 oci_fail(1, "open the new root");

@@ -186,7 +186,13 @@ class PodmanSetup:
 
     def cgroups(self):
         """The container cgroups under our parent, any hierarchy (conmon's own is podman's)."""
-        return sorted(glob.glob(os.path.join(CGROUP_ROOT, "*", self.cgroup_parent.lstrip("/"), "libpod-*")))
+        return sorted(d for top in self.parent_cgroups() for d in glob.glob(os.path.join(top, "libpod-*")))
+
+    def parent_cgroups(self):
+        """Our cgroup parent in every v1 hierarchy, or in cgroup2 at /sys/fs/cgroup itself on
+        a pure v2 host (the qemu lane's plain guest: tests/test_podman_checkpoint.py)."""
+        parent = self.cgroup_parent.lstrip("/")
+        return sorted(glob.glob(os.path.join(CGROUP_ROOT, "*", parent)) + glob.glob(os.path.join(CGROUP_ROOT, parent)))
 
     def runtime_state(self, command, root):
         """The containers ``command`` keeps in ``root`` whose bundle is under our --root."""
@@ -302,7 +308,7 @@ def podman_setup(tmp_path_factory, rootfs_template):
     finally:
         found = module_leftovers(setup)
         # The cgroup parent podman made (in every hierarchy, with conmon's cgroup in it): ours to remove.
-        for top in glob.glob(os.path.join(CGROUP_ROOT, "*", setup.cgroup_parent.lstrip("/"))):
+        for top in setup.parent_cgroups():
             for d in sorted((os.path.join(b, n) for b, dirs, _ in os.walk(top) for n in dirs),
                             key=lambda p: -p.count("/")):
                 if os.path.basename(d) != "conmon":

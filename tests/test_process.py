@@ -476,6 +476,19 @@ def test_no_fds_leak_after_create_and_start(runtime, make_bundle):
     assert fds == [0, 1, 2]
 
 
+def test_stdio_on_the_host_dev_null_is_the_container_s(runtime, make_bundle):
+    """stdin on the host's /dev/null (the runtime fixture's; conmon's, for a detached podman
+    container) is reopened read-write from the container's own /dev/null, on its /dev
+    (runc's reOpenDevNull): CRIU dumps no file on a mount outside the container's mount
+    namespace, and podman container checkpoint failed with "Can't lookup mount=24 for fd=0
+    path=/dev/null" (tests/test_podman_checkpoint.py)."""
+    bundle = make_bundle("sh", "-c", "grep -E '^(flags|mnt_id):' /proc/self/fdinfo/0; "
+                                     "grep ' /dev ' /proc/self/mountinfo")
+    flags, mnt_id, dev = run_ok(runtime, bundle).splitlines()
+    assert int(flags.split()[1], 8) & 3 == os.O_RDWR, flags
+    assert mnt_id.split()[1] == dev.split()[0] and dev.split()[8] == "tmpfs", (mnt_id, dev)
+
+
 def _run_with_fds(runtime, bundle, preserve, redirections):
     """Run through a shell that opens extra fds in the runtime's process (fd 3, 4...)."""
     cid = runtime.new_id()

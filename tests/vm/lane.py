@@ -19,6 +19,8 @@ The initramfs is two newc cpio archives, one after the other (the kernel unpacks
   (tests/devbuild.py: this checkout's build/dev one unless $OCIRUNTIME), /bin/busybox,
   /sbin/apparmor_parser, criu with what it runs for a network namespace (iproute2's ip,
   iptables-restore and its xtables extensions) and for tmpfs mounts (GNU tar, gzip, /bin/sh),
+  podman and conmon with the few files they need (tests/test_podman_checkpoint.py; PODMAN_FILES,
+  the overlay module: PODMAN_MODULES),
   systemd's pid 1 and tools, dbus-daemon and the few units and configuration files the
   systemd guest needs, every shared library those need (from ldd), and the booted
   kernel's module files criu needs (CRIU_MODULES
@@ -109,6 +111,15 @@ SYSTEMD_FILES = (SYSTEMD, "/lib/systemd/systemd-shutdown", "/bin/systemctl", "/u
                  *(f"/lib/systemd/system/{unit}" for unit in ("dbus.service", "dbus.socket", "sysinit.target")))
 # Shared libraries loaded with dlopen, which ldd doesn't name: glibc's for pthread_exit, the C helper's sd-bus.
 DLOPENED = ("libgcc_s.so.1", "libsystemd.so.0")
+# podman driving the runtime (tests/test_podman_checkpoint.py: podman container checkpoint and
+# restore, in the plain guest): Debian's podman 4.3 and conmon 2.1.6, the image policy
+# `podman import` copies under (containers/image refuses without one), the default seccomp
+# profile, /var/lib for the import's tmpfs (tests/test_podman.py's importing()), /var/tmp (where
+# containers/image stages an image it copies: "stat /var/tmp: no such file or directory"), and the
+# overlay module for its storage driver (the guest's init loads it with criu's).
+PODMAN_FILES = ("/usr/bin/podman", "/usr/bin/conmon", "/etc/containers/policy.json",
+                "/usr/share/containers/seccomp.json", "/var/lib", "/var/tmp")
+PODMAN_MODULES = ("overlay",)
 UNIT = "v2lane.service"  # the systemd guest's own unit (tests/vm/v2lane.service), started instead of default.target
 # pytest's -m in each guest: the tests marked systemd need the systemd guest, the others the plain one.
 MARKERS = {False: "(cgroup_v2 or apparmor or criu) and not systemd", True: "systemd"}
@@ -292,7 +303,8 @@ def base_tree(python, runtime, modules=()):
                        (RUNC, "runc"), (APPARMOR_PARSER, "apparmor_parser"), (CRIU, "criu"),
                        *((path, "criu's ip, iptables, tar, gzip, sh") for path in (*CRIU_TOOLS, XTABLES)),
                        *((path, "systemd, dbus") for path in (*SYSTEMD_FILES, CGROUPS_AGENT)),
-                       *((path, "containerd") for path in CONTAINERD_FILES)):
+                       *((path, "containerd") for path in CONTAINERD_FILES),
+                       *((path, "podman, conmon") for path in PODMAN_FILES)):
         if not os.path.exists(path):
             raise LaneError(f"{path} ({what}) is missing: run scripts/setup.sh")
     tree = Tree()
@@ -318,7 +330,7 @@ def base_tree(python, runtime, modules=()):
     tree.add(XTABLES, walk=True)
     for path in (*SYSTEMD_FILES, CGROUPS_AGENT):
         tree.add(path, walk=True)
-    for path in CONTAINERD_FILES:
+    for path in (*CONTAINERD_FILES, *PODMAN_FILES):
         tree.add(path)
     tree.add_shared_libraries()
     for path in modules:
@@ -458,7 +470,7 @@ def build(project, python=None, pytest_args=(), cache_dir=None, log=None, system
     times = {}
     t0 = time.monotonic()
     under_test = devbuild.under_test()  # the command the tests here run, rebuilt if native/ changed
-    modules = kernel_modules(find_kernel())
+    modules = kernel_modules(find_kernel(), CRIU_MODULES + PODMAN_MODULES)
     base = base_tree(python, under_test.runtime, modules)
     with open(__file__, "rb") as f:
         key = hashlib.sha256(f.read() + base.fingerprint().encode()).hexdigest()[:16]

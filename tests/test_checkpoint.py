@@ -476,3 +476,23 @@ def test_restore_runs_the_create_runtime_hooks_with_the_restored_pid(runtime, ma
     hook_state = json.loads(seen.read_text())
     assert hook_state["id"] == c.cid and hook_state["pid"] == runtime.state(c.cid)["pid"]
     runtime("delete", "--force", c.cid)
+
+
+def test_restore_makes_mount_points_inside_the_rootfs_only(tmp_path):
+    """restore's mount points (native.make_mountpoint): a link in the rootfs is resolved
+    inside it, as the init resolves its mount targets; nothing is made outside."""
+    from ociruntime.errors import OCIError
+    from ociruntime.native import make_mountpoint
+
+    rootfs, outside = tmp_path / "rootfs", tmp_path / "outside"
+    (rootfs / "usr" / "lib").mkdir(parents=True)
+    outside.mkdir()
+    (rootfs / "etc").symlink_to(outside)  # absolute: inside the root it leads nowhere
+    (rootfs / "lib").symlink_to("/usr/lib")  # absolute: inside the root, to its usr/lib
+    with pytest.raises(OCIError, match="/etc/hosts: making the mount point in .*: No such file or directory"):
+        make_mountpoint(str(rootfs), "/etc/hosts", file=True)
+    make_mountpoint(str(rootfs), "/lib/modules", file=False)
+    make_mountpoint(str(rootfs), "/data/a/b")
+    make_mountpoint(str(rootfs), "/data/a/b")  # already there: nothing to do
+    assert not list(outside.iterdir())
+    assert (rootfs / "usr" / "lib" / "modules").is_dir() and (rootfs / "data" / "a" / "b").is_dir()

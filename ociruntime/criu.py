@@ -203,7 +203,8 @@ class Session:
 
         binary = shutil.which(criu)
         if binary is None:
-            raise OCIError(f"{what}: criu is not installed (no {criu!r} on PATH): install CRIU, or name it with --criu")
+            raise OCIError(f"{what}: --criu {criu}: no such executable" if "/" in criu else
+                           f"{what}: criu is not installed (no {criu!r} on PATH): install CRIU, or name it with --criu")
         ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         self.sock = ours
         # fd 3 is criu's end of the socket; extra fds follow it from 4 on (runc's layout).

@@ -255,6 +255,9 @@ def test_checkpoint_refuses_what_it_cannot_do(runtime, make_bundle, tmp_path):
                        (["--parent-path", "/abs"], "--parent-path must be relative")):
         _refused(runtime, tmp_path, args, cid, said)
     assert runtime.state(cid)["status"] == "running"
+    proc = runtime("--criu", tmp_path / "no-criu", "checkpoint", "--image-path", tmp_path / "i", cid, check=False)
+    assert proc.returncode == 1 and proc.stderr.splitlines() == [
+        f"ociruntime: checkpoint: --criu {tmp_path}/no-criu: no such executable"]
     runtime("delete", "--force", cid)
     _refused(runtime, tmp_path, [], "nosuch", "container 'nosuch' does not exist")
 

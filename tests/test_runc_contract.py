@@ -177,13 +177,9 @@ def test_log_format_is_validated(both):
     assert same(both, lambda rt: rt("--log-format", "xml", "list", check=False).returncode) == 1
 
 
-@pytest.mark.parametrize("args, says", [
-    (["--criu", "/usr/sbin/criu", "checkpoint", "x"], "unknown command 'checkpoint'"),
-    (["--rootless", "maybe", "list"], "--rootless: invalid value 'maybe'"),
-])
-def test_global_flags_without_an_effect_here_are_refused(runtime, args, says):
-    proc = runtime(*args, check=False)
-    assert proc.returncode != 0 and says in proc.stderr.splitlines()[-1], proc.stderr
+def test_an_invalid_rootless_value_is_refused(runtime):
+    proc = runtime("--rootless", "maybe", "list", check=False)
+    assert proc.returncode != 0 and "--rootless: invalid value 'maybe'" in proc.stderr.splitlines()[-1], proc.stderr
 
 
 @pytest.mark.skipif(systemd.running(), reason="systemd runs here: tests/test_systemd_cgroup.py drives it")

@@ -109,11 +109,16 @@ def test_checkpoint_without_exit_leaves_it_running(engine, make_bundle, tmp_path
 
 @pytest.mark.criu
 def test_a_checkpoint_criu_refuses_keeps_its_log_beside_the_bundle(engine, make_bundle, tmp_path):
-    """stdin the host's /dev/null (no stdin FIFO): CRIU can't save it. The error is CRIU's
-    line, its log is kept as <bundle>/criu-dump.log (runc's shim's name), and the task
-    runs on."""
+    """An established TCP connection, without open_tcp (runc's --tcp-established): CRIU
+    refuses it. The error is CRIU's line, its log is kept as <bundle>/criu-dump.log (runc's
+    shim's name), and the task runs on."""
     log = tmp_path / "out.log"
-    shim = engine(make_bundle("sh", "-c", COUNTER), "ck-refused")
+    connected = ("ip link set lo up; sleep 600 | nc -l -p 5000 & sleep 0.5; sleep 600 | nc 127.0.0.1 5000 & "
+                 + COUNTER)
+    bundle = make_bundle("sh", "-c", connected)
+    for caps in bundle.config["process"]["capabilities"].values():
+        caps.append("CAP_NET_ADMIN")  # to bring lo up
+    shim = engine(bundle.write(), "ck-refused")
     shim.create(log=str(log), root=engine.root)
     pid = shim.start()
     counted(log, 2)
@@ -121,6 +126,8 @@ def test_a_checkpoint_criu_refuses_keeps_its_log_beside_the_bundle(engine, make_
         shim.checkpoint(str(tmp_path / "images"), exit=True)
     kept = f"{shim.bundle}/criu-dump.log"
     assert "checkpoint: criu dump: " in str(refused.value) and f"(log: {kept})" in str(refused.value), refused.value
+    with open(kept) as f:
+        assert "tcp-established" in f.read()  # CRIU's own reason
     assert os.path.exists(kept) and not os.path.exists(f"{shim.bundle}/criu-work")
     state = shim.state()
     assert state.status == 2 and state.pid == pid

@@ -20,9 +20,8 @@ from . import protowire
 from .errors import OCIError
 
 # criu_req_type
-DUMP, RESTORE, PRE_DUMP, NOTIFY, FEATURE_CHECK, VERSION = 1, 2, 4, 6, 9, 10
-TYPE_NAMES = {DUMP: "dump", RESTORE: "restore", PRE_DUMP: "pre-dump", NOTIFY: "notify",
-              FEATURE_CHECK: "feature check", VERSION: "version"}
+DUMP, RESTORE, PRE_DUMP, NOTIFY, VERSION = 1, 2, 4, 6, 10
+TYPE_NAMES = {DUMP: "dump", RESTORE: "restore", PRE_DUMP: "pre-dump", NOTIFY: "notify", VERSION: "version"}
 # criu_cg_mode, as --manage-cgroups-mode names them
 CGROUP_MODES = {"soft": 3, "full": 4, "strict": 5}
 CLONE_NEWNET = 0x40000000
@@ -143,10 +142,9 @@ def _inode(path):
         raise OCIError(f"linux.namespaces: {path}: {e.strerror}") from None
 
 
-def request(type_, opts=None, notify_success=None, features=None):
+def request(type_, opts=None, notify_success=None):
     """A serialized criu_req."""
-    return protowire.message([(1, type_), (2, _opts(opts) if opts is not None else None), (3, notify_success),
-                              (5, features)])
+    return protowire.message([(1, type_), (2, _opts(opts) if opts is not None else None), (3, notify_success)])
 
 
 def _opts(opts):
@@ -164,7 +162,7 @@ def _opts(opts):
 
 def response(data):
     """A criu_resp as a dict: type, success, and what came with it (cr_errno, cr_errmsg,
-    notify: (script, pid), restore_pid, version: (major, minor, sublevel), features: {number: bool})."""
+    notify: (script, pid), restore_pid, version: (major, minor, sublevel))."""
     out = {"success": False}
     for number, value in protowire.fields(data):
         if number == 1:
@@ -178,8 +176,6 @@ def response(data):
             out["notify"] = (notify.get(1, b"").decode(), _int32(notify.get(2, 0)))
         elif number == 7:
             out["cr_errno"] = _int32(value)
-        elif number == 8:
-            out["features"] = {n: bool(v) for n, v in protowire.fields(value)}
         elif number == 9:
             out["cr_errmsg"] = value.decode(errors="replace")
         elif number == 10:
@@ -345,9 +341,3 @@ def _exit_text(status):
     if posix.WIFSIGNALED(status):
         return f"killed by signal {posix.WTERMSIG(status)}"
     return f"exit status {posix.WEXITSTATUS(status)}"
-
-
-def version(criu="criu"):
-    """criu's version as (major, minor, sublevel), from its VERSION request."""
-    with Session(criu, "checkpoint") as session:
-        return session.call(request(VERSION)).get("version", (0, 0, 0))

@@ -90,7 +90,7 @@ def test_a_restore_request_is_what_runc_sends(rpc):
     assert [(c.ctrl, c.path) for c in o.cg_root] == [("cpu,cpuacct", "/c"), ("name=systemd", "/c")]
 
 
-def test_a_notify_answer_and_a_feature_request(rpc):
+def test_a_notify_answer(rpc):
     req = rpc("criu_req").FromString(criu.request(criu.NOTIFY, notify_success=True))
     assert req.type == criu.NOTIFY and req.notify_success and not req.HasField("opts")
 
@@ -123,7 +123,19 @@ def test_a_failure_is_one_line_with_criu_s_words(tmp_path):
 
 
 def test_the_version_request_against_the_real_criu():
-    assert criu.version() >= (3, 0, 0)  # the VERSION RPC, which needs no kernel features
+    with criu.Session() as session:  # the VERSION RPC, which needs no kernel features
+        assert session.call(criu.request(criu.VERSION))["version"] >= (3, 0, 0)
+
+
+def test_only_masked_files_are_named_to_criu(tmp_path):
+    """A masked directory is a tmpfs CRIU saves itself; a masked file is a bind of
+    /dev/null, named to CRIU; a masked path that doesn't exist is nothing."""
+    from ociruntime.commands.checkpoint import masked_files
+
+    (tmp_path / "file").write_text("")
+    (tmp_path / "dir").mkdir()
+    paths = [str(tmp_path / "file"), str(tmp_path / "dir"), str(tmp_path / "none")]
+    assert masked_files(os.getpid(), paths) == [str(tmp_path / "file")]  # our root: this host's /
 
 
 # --- containers -------------------------------------------------------------------------

@@ -3,6 +3,7 @@ and semantics): afterwards the container is gone, as runc leaves it, unless
 --leave-running or --pre-dump. restore.py brings it back from the images."""
 
 import posix
+import stat
 
 from .. import criu, pathnames, state
 from ..errors import OCIError
@@ -52,6 +53,16 @@ def cgroups_mode(mode):
     return criu.CGROUP_MODES[mode]
 
 
+def open_work_dir(work_path):
+    """--work-path (CRIU's logs and work files), made if missing: (its path, an fd on it),
+    or (None, None) without one (CRIU then works in the image directory)."""
+    if not work_path:
+        return None, None
+    work_dir = pathnames.abspath(work_path)
+    pathnames.makedirs(work_dir, 0o700)
+    return work_dir, open_dir(work_dir, "--work-path")
+
+
 def open_dir(path, what):
     try:
         return posix.open(path, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
@@ -81,14 +92,12 @@ def checkpoint(root, container_id, image_path=None, work_path=None, parent_path=
         pid = data["pid"]
         fds = [open_dir(images, "--image-path")]
         try:
-            work_dir = None
-            if work_path:
-                pathnames.makedirs(pathnames.abspath(work_path), 0o700)
-                fds.append(open_dir(pathnames.abspath(work_path), "--work-path"))
-                work_dir = pathnames.abspath(work_path)
+            work_dir, work_fd = open_work_dir(work_path)
+            if work_fd is not None:
+                fds.append(work_fd)
             opts = criu.dump_options(
-                pid=pid, rootfs=data["rootfs"], images_fd=fds[0], work_fd=fds[1] if work_dir else None,
-                facts=facts, masked_files=_masked_files(pid, facts["masked"]),
+                pid=pid, rootfs=data["rootfs"], images_fd=fds[0], work_fd=work_fd,
+                facts=facts, masked_files=masked_files(pid, facts["masked"]),
                 freezer=data.get("freezer"), annotations=data.get("annotations") or {},
                 leave_running=leave_running, tcp_established=tcp_established, ext_unix_sk=ext_unix_sk,
                 shell_job=shell_job, file_locks=file_locks, empty_ns=mask, auto_dedup=auto_dedup,
@@ -107,7 +116,7 @@ def checkpoint(root, container_id, image_path=None, work_path=None, parent_path=
             destroy(container)  # criu ended its processes; as runc, the container goes with them
 
 
-def _masked_files(pid, masked):
+def masked_files(pid, masked):
     """The masked paths that are files (a directory is masked by a tmpfs, which CRIU saves
     itself): each a bind of /dev/null, which CRIU is told about, as runc does."""
     out = []
@@ -116,7 +125,7 @@ def _masked_files(pid, masked):
             st = posix.stat(f"/proc/{pid}/root{path}")
         except OSError:
             continue
-        if not (st.st_mode & 0o170000 == 0o040000):
+        if not stat.S_ISDIR(st.st_mode):
             out.append(path)
     return out
 

@@ -113,14 +113,19 @@ def build(config, bundle, container_id, no_pivot=False, no_new_keyring=False, pr
     }
 
 
+def bind_steps(plan):
+    """The plan's bind mounts (not remounts): a checkpoint names their mount points to CRIU
+    as external, a restore maps them to their sources."""
+    return [s for s in plan["steps"]
+            if s["op"] == "mount" and s["flags"] & mountopts.MS_BIND and not s["flags"] & mountopts.MS_REMOUNT]
+
+
 def checkpoint_facts(plan):
     """What a checkpoint of this container must tell CRIU (criu.py), kept in its state
     record: the mount points of bind mounts and device nodes, which CRIU is to leave to
     whoever restores ("external": their sources are the host's), the masked paths, and the
     namespaces the container joined by path ({type: path})."""
-    externals = [s["dst"] for s in plan["steps"]
-                 if s["op"] == "mknod" or s["op"] == "mount" and s["flags"] & mountopts.MS_BIND
-                 and not s["flags"] & mountopts.MS_REMOUNT]
+    externals = [s["dst"] for s in bind_steps(plan)] + [s["dst"] for s in plan["steps"] if s["op"] == "mknod"]
     masked = [s["dst"] for s in plan["steps"] if s["op"] == "mask"]
     flag_names = {flag: name for name, flag in namespaces.FLAGS.items()}
     return {"externals": externals, "masked": masked,

@@ -133,17 +133,14 @@ def _run_criu(plan, config, container, images, work_path, descriptors, criu_root
     fds = [checkpoint_cmd.open_dir(images, "--image-path")]
     extra = []  # criu's fds from 4 on: the external namespaces
     try:
-        work_dir = None
-        if work_path:
-            work_dir = pathnames.abspath(work_path)
-            pathnames.makedirs(work_dir, 0o700)
-            fds.append(checkpoint_cmd.open_dir(work_dir, "--work-path"))
+        work_dir, work_fd = checkpoint_cmd.open_work_dir(work_path)
+        if work_fd is not None:
+            fds.append(work_fd)
         facts = data["checkpoint"]
-        binds = [(s["dst"], s["src"]) for s in plan["steps"]
-                 if s["op"] == "mount" and s["flags"] & mountopts.MS_BIND and not s["flags"] & mountopts.MS_REMOUNT]
+        binds = [(s["dst"], s["src"]) for s in plan_mod.bind_steps(plan)]
         devices = [s["dst"] for s in plan["steps"] if s["op"] == "mknod"]
         opts = criu.restore_options(criu_root, fds[0], binds, devices, bool(facts["masked"]),
-                                    work_fd=fds[1] if work_dir else None, annotations=data["annotations"],
+                                    work_fd=work_fd, annotations=data["annotations"],
                                     joined=facts["joined"], **flags)
         inherit = [(name, fd) for fd, name in enumerate(descriptors) if name.startswith("pipe:")]
         for ns_type, path in sorted(facts["joined"].items()):
@@ -251,23 +248,14 @@ def main(root, container_id, detach=False, no_subreaper=False, console_socket=No
     with its status."""
     from . import run as run_cmd
 
-    if detach:
-        restore(root, container_id, console_socket=console_socket, **options)
-        return 0
-    if not no_subreaper:
-        from ..native import set_child_subreaper
-
-        set_child_subreaper()
-    ours = theirs = None
-    if not console_socket:  # where the restored pty's master comes, if there is one: we proxy it
-        import _socket
-
-        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    ours, theirs = run_cmd.foreground(detach, no_subreaper, console_socket)
     try:
         data = restore(root, container_id, console_socket=console_socket, console=theirs, **options)
     finally:
         if theirs is not None:
             theirs.close()
+    if detach:
+        return 0
     master = None
     if ours is not None:
         ours.setblocking(False)

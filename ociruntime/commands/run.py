@@ -24,18 +24,27 @@ def resolve_id(container_id, bundle):
     return container_id, bundle
 
 
-def main(root, container_id, bundle=".", detach=False, keep=False, no_subreaper=False, **options):
-    container_id, bundle = resolve_id(container_id, bundle)
-    if not detach and not no_subreaper:
+def foreground(detach, no_subreaper, console_socket):
+    """What a command that waits for its container (run's, restore's without --detach)
+    sets up first: it becomes a child subreaper (unless --no-subreaper), and without
+    --console-socket it makes the socket pair a pty master comes over, which it then
+    proxies. Returns (our end, the container's end), or (None, None)."""
+    if detach:
+        return None, None
+    if not no_subreaper:
         from ..native import set_child_subreaper
 
         set_child_subreaper()
-    ours = theirs = None
-    if not detach and not options.get("console_socket"):
-        # Where the init sends its pty master if process.terminal: we proxy it.
-        import _socket
+    if console_socket:
+        return None, None
+    import _socket
 
-        ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    return _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+
+
+def main(root, container_id, bundle=".", detach=False, keep=False, no_subreaper=False, **options):
+    container_id, bundle = resolve_id(container_id, bundle)
+    ours, theirs = foreground(detach, no_subreaper, options.get("console_socket"))
     try:
         container, init = create_cmd.create(root, container_id, bundle, console=theirs, **options)
     finally:

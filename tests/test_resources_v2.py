@@ -104,21 +104,32 @@ def test_update_pause_events_ps(runtime, make_bundle):
 
 
 def test_oom_kill_exits_137_and_is_an_event(runtime, make_bundle):
-    bundle = make_bundle("sh", "-c", "sleep 1; exec dd if=/dev/zero of=/dev/null bs=64M count=1")
+    """The OOM comes once `events` is watching: its first stats line says it took the count
+    of OOM kills to compare with (before, under the emulated guest's load, the program's
+    `sleep 1` could run out before `events` started, and the event was never seen)."""
+    go = "/dev/shm/go"
+    bundle = make_bundle("sh", "-c", f"while [ ! -e {go} ]; do sleep 0.05; done; "
+                                     "exec dd if=/dev/zero of=/dev/null bs=64M count=1")
     bundle.config["linux"]["resources"]["memory"] = {"limit": 16 << 20, "swap": 16 << 20}
     bundle.write()
     cid, pid = _run_detached(runtime, bundle)
-    events = subprocess.Popen([RUNTIME, "--root", runtime.root, "events", "--interval", "10s", cid],
+    events = subprocess.Popen([RUNTIME, "--root", runtime.root, "events", "--interval", "100ms", cid],
                               stdout=subprocess.PIPE, text=True)
     try:
-        assert json.loads(events.stdout.readline()) == {"type": "oom", "id": cid}
+        assert json.loads(events.stdout.readline())["type"] == "stats"  # watching
+        with open(f"/proc/{pid}/root{go}", "w"):
+            pass
+        while (event := json.loads(events.stdout.readline()))["type"] == "stats":
+            pass
+        assert event == {"type": "oom", "id": cid}
         assert events.wait(timeout=30) == 0
     finally:
         events.kill()
         events.wait()
     wait_status(runtime, cid, "stopped")
     runtime("delete", cid)
-    code, out, err = runtime.run_output(bundle)
+    bundle.config["process"]["args"] = ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]  # at once
+    code, out, err = runtime.run_output(bundle.write())
     assert code == 137, (code, out, err)
 
 

@@ -34,7 +34,13 @@ static int load(const unsigned char *insns, int insn_bytes, char *log, unsigned 
         attr.log_size = loglen;
         attr.log_level = 1;
     }
-    return sys_bpf(BPF_PROG_LOAD, &attr);
+    /* The verifier gives up with EAGAIN when a signal is pending (a shim's SIGCHLD):
+     * load again, as libbpf and runc's cilium/ebpf do. */
+    for (int attempt = 1;; attempt++) {
+        int fd = sys_bpf(BPF_PROG_LOAD, &attr);
+        if (fd >= 0 || errno != EAGAIN || attempt == 5)
+            return fd;
+    }
 }
 
 /* err = "load the eBPF program: <strerror>: verifier: <its log's last lines>".

@@ -66,11 +66,13 @@ def main(root, container_id, interval="5s", stats=False):
         next_stats = time.monotonic() + period
         while True:
             time.sleep(max(0.0, min(_OOM_POLL, next_stats - time.monotonic())))
+            # Stopped is read before the count: an OOM kill that stops it is still counted.
+            stopped = container.status() == "stopped"
             ooms = oom_kills(paths)
             for _ in range(ooms - seen_ooms):
                 _emit("oom", container_id)
             seen_ooms = ooms
-            if container.status() == "stopped":
+            if stopped:
                 return 0
             if time.monotonic() >= next_stats:
                 _emit("stats", container_id, collect(paths))
